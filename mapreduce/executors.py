@@ -1,0 +1,127 @@
+"""Where tasks run. The runner sees only ``concurrent.futures.Executor`` (``submit``), so one job
+runs unchanged in the calling process, on a local process pool, or on a Dask cluster.
+
+A :class:`Backend` wraps one executor with what the runner needs around it: how many tasks run at
+once, how to start over after a worker process died, and how to stop everything at once.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any, Callable
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("inline", "local", "dask")
+#: spawn: a clean interpreter per worker, the same on Linux and macOS, and no inherited locks or
+#: threads (the progress and memory-sampling threads) that fork would copy mid-state.
+START_METHOD = "spawn"
+
+
+def default_workers() -> int:
+    """Physical cores (hyper-threads share the arithmetic units this work saturates)."""
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class InlineExecutor(Executor):
+    """Runs each task at ``submit``, in the calling process: tracebacks stay plain, pdb works."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            future.set_exception(exc)
+        return future
+
+
+class Backend:
+    """An executor plus its lifecycle. ``workers`` is how many tasks may usefully run at once."""
+
+    name = "inline"
+    retries_lost_workers = True  # the runner resubmits tasks of a worker that died
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = workers
+        self.executor: Executor = InlineExecutor()
+
+    def renew(self) -> None:
+        """Start over after the executor broke (a worker process died)."""
+
+    def abort(self) -> None:
+        """Stop now: cancel queued tasks and kill running ones."""
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "workers": self.workers}
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalBackend(Backend):
+    """A ``ProcessPoolExecutor`` with an explicit start method."""
+
+    name = "local"
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._context = multiprocessing.get_context(START_METHOD)
+        self.executor = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+
+    def renew(self) -> None:
+        self.abort()
+        self.executor = self._new_pool()
+
+    def abort(self) -> None:
+        pool = self.executor
+        assert isinstance(pool, ProcessPoolExecutor)
+        # A running task cannot be cancelled through the Executor API; its process is killed so
+        # that a failed run ends now rather than after its slowest task.
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            try:
+                if proc.is_alive():
+                    proc.kill()
+            except (OSError, ValueError):
+                pass
+        for proc in procs:
+            try:
+                proc.join(timeout=5)
+            except (OSError, ValueError, AssertionError):
+                pass
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+def make_backend(kind: str = "local", workers: int | None = None, *,
+                 scheduler: str | None = None) -> Backend:
+    """``inline``, ``local`` (process pool) or ``dask`` (a cluster; see mapreduce.dask_backend)."""
+    if workers is not None and workers < 1:
+        raise ValueError("workers must be at least 1")
+    if kind == "inline":
+        return Backend(1)
+    if kind == "local":
+        return LocalBackend(workers or default_workers())
+    if kind == "dask":
+        from mapreduce.dask_backend import DaskBackend
+
+        return DaskBackend(workers, scheduler=scheduler)
+    raise ValueError(f"unknown executor {kind!r}: choose one of {', '.join(EXECUTORS)}")

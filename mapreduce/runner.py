@@ -1,0 +1,231 @@
+"""The runner: one MapReduce run from input files to committed output.
+
+    input files ──plan_splits──▶ Split(path, start, end) × M
+         │
+         ▼  map stage: run_map(MapTask) on the backend's executor, M tasks
+    scratch/map*.p{r}.*   (each task combines in memory, spills sorted runs per partition r)
+         │
+         ▼  reduce stage: run_reduce(ReduceTask), one task per (channel, partition)
+    scratch/reduce-*      (every map task's runs of partition r merged and reduced)
+         │
+         ▼  commit (this process)
+    output file / folder, renamed into place; report JSON beside it; scratch removed
+
+Everything under scratch is removed whatever happens; the output appears only complete.
+A task that raises fails the run at once with a JobError naming stage, task and split, the
+worker's exception chained as ``__cause__``; the rest are cancelled. A worker process that dies
+breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times.
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
+
+from mapreduce import codec
+from mapreduce.errors import JobError
+from mapreduce.executors import Backend
+from mapreduce.fsutil import atomic_writer, make_temp_dir, replace_dir
+from mapreduce.job import ArrayJob, load_job
+from mapreduce.report import MemorySampler, StageClock, write_report
+from mapreduce.splits import DEFAULT_BLOCK_SIZE, DEFAULT_SPLIT_SIZE, plan_splits
+from mapreduce.tasks import MapResult, MapTask, ReduceResult, ReduceTask, run_map, run_reduce
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDUCERS = 8
+DEFAULT_RETRIES = 2
+DEFAULT_MEMORY_BUDGET = 128 * 1024 * 1024
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[Any], Any], *,
+              where: Callable[[Any], str | None] = lambda task: None,
+              weight: Callable[[Any], int] = lambda task: 1, unit: str = "task",
+              quiet: bool = True, retries: int = DEFAULT_RETRIES) -> list[Any]:
+    """Run ``fn(task)`` for every task on the backend; results in task order.
+
+    At most ``backend.workers`` tasks are in flight, so when a worker dies only the tasks then
+    running are charged an attempt.
+    """
+    results: list[Any] = [None] * len(tasks)
+    attempts = [0] * len(tasks)
+    queue = list(range(len(tasks)))[::-1]
+    running: dict[Future, int] = {}
+    bar = tqdm(total=sum(weight(t) for t in tasks), desc=stage, unit=unit,
+               unit_scale=unit == "B", disable=not show_progress(quiet), leave=False)
+
+    def submit(i: int) -> None:
+        task = tasks[i]
+        if attempts[i] and hasattr(task, "attempt"):
+            task = replace(task, attempt=attempts[i])
+        running[backend.executor.submit(fn, task)] = i
+
+    try:
+        while queue or running:
+            while queue and len(running) < max(1, backend.workers):
+                submit(queue.pop())
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            lost: list[int] = []
+            for future in done:
+                i = running.pop(future)
+                try:
+                    results[i] = future.result()
+                except BrokenProcessPool:
+                    lost.append(i)
+                except Exception as exc:
+                    backend.abort()
+                    raise JobError(f"{type(exc).__name__}: {exc}", stage=stage, task=i,
+                                   split=where(tasks[i])) from exc
+                else:
+                    bar.update(weight(tasks[i]))
+            if lost:
+                lost += running.values()  # the broken pool fails every task it held
+                running.clear()
+                for i in lost:
+                    attempts[i] += 1
+                    if attempts[i] > retries:
+                        backend.abort()
+                        raise JobError(f"a worker process died running this task "
+                                       f"{attempts[i]} times (killed, or out of memory); giving up",
+                                       stage=stage, task=i, split=where(tasks[i]))
+                    log.warning("%s task %d: worker process died; retrying (attempt %d of %d)",
+                                stage, i, attempts[i] + 1, retries + 1)
+                backend.renew()
+                queue.extend(sorted(lost, reverse=True))
+    except BaseException:
+        backend.abort()
+        raise
+    finally:
+        bar.close()
+    return results
+
+
+@dataclass
+class RunResult:
+    output: str
+    report: dict[str, Any]
+    map_results: list[MapResult]
+    reduce_results: list[ReduceResult]
+
+
+def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, *,
+            reducers: int = DEFAULT_REDUCERS, split_size: int = DEFAULT_SPLIT_SIZE,
+            block_size: int = DEFAULT_BLOCK_SIZE, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+            retries: int = DEFAULT_RETRIES, quiet: bool = True,
+            report_path: str | None = None) -> RunResult:
+    """Run a job over ``inputs``; ``output`` is a file (record job) or a folder (array job).
+
+    ``report_path`` defaults to ``<output>.report.json``.
+    """
+    job = load_job(job_ref)
+    is_arrays = isinstance(job, ArrayJob)
+    inputs = [os.path.abspath(p) for p in inputs]
+    output = os.path.abspath(output)
+    out_dir = os.path.dirname(output)
+    os.makedirs(out_dir, exist_ok=True)
+    clock = StageClock()
+    started = time.time()
+    scratch = make_temp_dir(out_dir, os.path.basename(output))
+    try:
+        with MemorySampler() as memory:
+            splits = plan_splits(inputs, split_size)
+            map_tasks = [MapTask(job_ref, i, s, reducers, scratch, memory_budget, block_size)
+                         for i, s in enumerate(splits)]
+            with clock.stage("map"):
+                map_results = run_stage(backend, "map", map_tasks, run_map,
+                                        where=lambda t: str(t.split),
+                                        weight=lambda t: t.split.length, unit="B",
+                                        quiet=quiet, retries=retries)
+            reduce_tasks = _reduce_tasks(job_ref, map_results, scratch, is_arrays)
+            with clock.stage("reduce"):
+                reduce_results = run_stage(backend, "reduce", reduce_tasks, run_reduce,
+                                           where=lambda t: f"partition {t.partition}",
+                                           unit="partition", quiet=quiet, retries=retries)
+            with clock.stage("commit"):
+                if is_arrays:
+                    _commit_tables(reduce_results, scratch, output)
+                else:
+                    _commit_records(reduce_results, output)
+        report = _report(job, inputs, output, backend, map_results, reduce_results, clock,
+                         memory.peak, started, reducers, split_size)
+        write_report(report_path or output + ".report.json", report)
+        return RunResult(output, report, map_results, reduce_results)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _reduce_tasks(job_ref: str, map_results: list[MapResult], scratch: str,
+                  is_arrays: bool) -> list[ReduceTask]:
+    runs: dict[tuple[str, int], list[str]] = {}
+    for result in map_results:
+        for channel, partition, path in result.runs:
+            runs.setdefault((channel, partition), []).append(path)
+    ext = "npz" if is_arrays else "jsonl"
+    return [ReduceTask(job_ref, i, channel, partition, tuple(paths),
+                       os.path.join(scratch, f"reduce.{channel}.p{partition:05d}.{ext}"))
+            for i, ((channel, partition), paths) in enumerate(sorted(runs.items()))]
+
+
+def _commit_records(results: list[ReduceResult], output: str) -> None:
+    """Merge the reducers' sorted outputs into one file sorted by key."""
+    streams = [codec.read_lines(r.path) for r in results if r.path]
+    with atomic_writer(output) as f:
+        for line in heapq.merge(*streams):
+            f.write(line)
+
+
+def _commit_tables(results: list[ReduceResult], scratch: str, output: str) -> None:
+    """An array job's output is a folder of ``<channel>-<partition>.npz`` tables."""
+    staged = os.path.join(scratch, "output")
+    os.mkdir(staged)
+    for r in results:
+        if r.path:
+            os.replace(r.path, os.path.join(staged, f"{r.channel}-{r.partition:05d}.npz"))
+    replace_dir(staged, output)
+
+
+def _report(job: Any, inputs: list[str], output: str, backend: Backend,
+            map_results: list[MapResult], reduce_results: list[ReduceResult], clock: StageClock,
+            peak: int, started: float, reducers: int, split_size: int) -> dict[str, Any]:
+    counters: dict[str, int] = {}
+    samples: list[Any] = []
+    for r in map_results:
+        for name, value in r.counters.items():
+            counters[name] = counters.get(name, 0) + value
+        samples.extend(r.samples)
+    report: dict[str, Any] = {
+        "job": type(job).__module__ + ":" + type(job).__name__,
+        "output": output,
+        "inputs": [{"path": p, "bytes": os.path.getsize(p)} for p in inputs],
+        "input_bytes": sum(os.path.getsize(p) for p in inputs),
+        "map_tasks": len(map_results),
+        "reduce_tasks": len(reduce_results),
+        "reducers": reducers,
+        "split_size": split_size,
+        "lines": sum(r.lines for r in map_results),
+        "records_emitted": sum(r.records for r in map_results),
+        "records_output": sum(r.records for r in reduce_results),
+        "spills": sum(r.spills for r in map_results),
+        "counters": counters,
+        "stage_seconds": clock.seconds,
+        "wall_seconds": round(time.time() - started, 4),
+        "peak_rss_bytes": peak,
+        "workers_used": sorted({r.worker for r in map_results}),
+        **backend.describe(),
+    }
+    if samples:
+        report["samples"] = samples[: getattr(job, "max_samples", 100)]
+    return report
