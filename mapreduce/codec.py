@@ -9,7 +9,9 @@
 """
 from __future__ import annotations
 
-import os
+import io
+import zipfile
+import zlib
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -63,16 +65,31 @@ def narrowest(column: np.ndarray) -> np.ndarray:
     return column
 
 
-def save_table(path: str, table: dict[str, np.ndarray]) -> int:
-    """Write a table; returns the bytes written."""
+def save_table(path: str, table: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Write a table; returns ``(bytes written, crc32 of them)``, the checksum a reader verifies."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: narrowest(col) for name, col in table.items()})
+    data = buffer.getbuffer()
     with open(path, "wb") as f:
-        np.savez(f, **{name: narrowest(col) for name, col in table.items()})
-    return os.path.getsize(path)
+        f.write(data)
+    return len(data), zlib.crc32(data)
 
 
-def load_table(path: str) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {name: data[name] for name in data.files}
+class ChecksumError(Exception):
+    """A stored table's bytes do not match the checksum recorded when it was written."""
+
+
+def load_table(path: str, crc32: int | None = None) -> dict[str, np.ndarray]:
+    """Read a table; with ``crc32``, raise :class:`ChecksumError` unless the bytes match it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if crc32 is not None and zlib.crc32(data) != crc32:
+        raise ChecksumError(f"{path}: checksum mismatch (truncated or altered on disk)")
+    try:
+        with np.load(io.BytesIO(data)) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ChecksumError(f"{path}: unreadable table ({exc})") from exc
 
 
 def table_rows(table: dict[str, np.ndarray]) -> int:

@@ -68,6 +68,8 @@ class ReduceResult:
     path: str | None
     records: int
     seconds: float = 0.0
+    bytes: int = 0
+    crc32: int | None = None
 
 
 def _worker_name() -> str:
@@ -190,11 +192,12 @@ def run_reduce(task: ReduceTask) -> ReduceResult:
         merged = job.combine(task.channel, tables)
         del tables
         records = codec.table_rows(merged)
-        codec.save_table(task.out_path, merged)
+        size, crc = codec.save_table(task.out_path, merged)
     else:
         records = codec.write_lines(task.out_path, _reduce_records(job, task.inputs))
+        size, crc = os.path.getsize(task.out_path), None
     return ReduceResult(task.index, task.channel, task.partition, task.out_path, records,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, size, crc)
 
 
 def _reduce_records(job: Job, inputs: tuple[str, ...]):

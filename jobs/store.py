@@ -1,0 +1,158 @@
+"""The daily store: one complete-when-present reduction per log day, reused by every window.
+
+    STORE/
+      store.json             {"format": 1, "partitions": R}: every day uses the same R
+      .lock                  one job at a time on a store (fcntl lock; holds the owner's pid)
+      day-YYYYMMDD/          country-PPPPP.npz, user-PPPPP.npz, manifest.json (written last)
+
+A day is cached when its manifest names the same source identity as the log now has: size,
+modification time and a fingerprint of sampled content. Each table's size and crc32 are in the
+manifest; a reader verifies them, so a truncated or altered table is found and recomputed.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+from typing import Any, Iterator
+
+import orjson
+
+from mapreduce.errors import JobError
+from mapreduce.executors import Backend
+from mapreduce.fsutil import atomic_write_bytes, remove_stale_temps, replace_dir, make_temp_dir
+from mapreduce.runner import run_job
+from mapreduce.splits import DEFAULT_SPLIT_SIZE
+
+log = logging.getLogger(__name__)
+
+STORE_FORMAT = 1
+DEFAULT_PARTITIONS = 64
+DAILY_JOB = "jobs.listens:DailyListens"
+_SAMPLE = 64 * 1024
+
+
+class LockBusy(Exception):
+    """Another process holds the store's lock and the caller asked not to wait."""
+
+
+def source_identity(path: str) -> dict[str, Any]:
+    """Size, mtime and a content fingerprint (head, middle and tail samples, blake2b)."""
+    st = os.stat(path)
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for at in sorted({0, max(0, st.st_size // 2 - _SAMPLE // 2), max(0, st.st_size - _SAMPLE)}):
+            f.seek(at)
+            digest.update(f.read(_SAMPLE))
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "fingerprint": digest.hexdigest()}
+
+
+class Store:
+    def __init__(self, root: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+        config_path = os.path.join(self.root, "store.json")
+        config = _read_json(config_path)
+        if config and config.get("format") == STORE_FORMAT:
+            self.partitions = int(config["partitions"])
+            if partitions != self.partitions and partitions != DEFAULT_PARTITIONS:
+                log.warning("store %s keeps its %d partitions (asked for %d)", self.root,
+                            self.partitions, partitions)
+        else:
+            self.partitions = partitions
+            atomic_write_bytes(config_path, orjson.dumps(
+                {"format": STORE_FORMAT, "partitions": partitions}))
+
+    def day_dir(self, day: dt.date) -> str:
+        return os.path.join(self.root, f"day-{day:%Y%m%d}")
+
+    def manifest(self, day: dt.date) -> dict[str, Any] | None:
+        return _read_json(os.path.join(self.day_dir(day), "manifest.json"))
+
+    def is_fresh(self, day: dt.date, log_path: str) -> bool:
+        manifest = self.manifest(day)
+        return (manifest is not None and manifest.get("partitions") == self.partitions
+                and manifest.get("source", {}).get("identity") == source_identity(log_path))
+
+    def tables(self, day: dt.date, channel: str) -> dict[int, tuple[str, int]]:
+        """Partition -> (path, crc32) of a day's tables of one channel."""
+        manifest = self.manifest(day) or {}
+        folder = self.day_dir(day)
+        return {int(p): (os.path.join(folder, name), meta["crc32"])
+                for name, meta in manifest.get("files", {}).items()
+                if name.startswith(channel + "-") for p in [name[len(channel) + 1:-4]]}
+
+    def discard(self, day: dt.date) -> None:
+        shutil.rmtree(self.day_dir(day), ignore_errors=True)
+
+    def reduce(self, day: dt.date, log_path: str, backend: Backend, *,
+               split_size: int = DEFAULT_SPLIT_SIZE, quiet: bool = True) -> dict[str, Any]:
+        """Run the daily reduction of one log and put it in the store; returns its manifest."""
+        before = source_identity(log_path)
+        staging = make_temp_dir(self.root, f"day-{day:%Y%m%d}")
+        os.rmdir(staging)  # run_job puts its output folder here
+        try:
+            result = run_job(DAILY_JOB, [log_path], staging, backend, reducers=self.partitions,
+                             split_size=split_size, quiet=quiet,
+                             report_path=staging + ".report.json")
+            if source_identity(log_path) != before:
+                raise JobError(f"{log_path} changed while it was being read; run again once "
+                               "its writer has finished")
+            files = {f"{r.channel}-{r.partition:05d}.npz": {"bytes": r.bytes, "crc32": r.crc32,
+                                                            "rows": r.records}
+                     for r in result.reduce_results if r.path}
+            report = result.report
+            manifest = {
+                "date": f"{day:%Y-%m-%d}", "partitions": self.partitions,
+                "source": {"path": os.path.abspath(log_path), "identity": before},
+                "lines": report["lines"],
+                "corrupt_lines": report["counters"].get("corrupt_lines", 0),
+                "corrupt_samples": report.get("samples", []),
+                "files": files, "stage_seconds": report["stage_seconds"],
+                "peak_rss_bytes": report["peak_rss_bytes"],
+            }
+            atomic_write_bytes(os.path.join(staging, "manifest.json"),
+                               orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            replace_dir(staging, self.day_dir(day))
+            return manifest
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging + ".report.json")
+
+    @contextlib.contextmanager
+    def locked(self, wait: bool = True) -> Iterator[None]:
+        """Hold the store's lock: one job at a time writes a store and its outputs."""
+        path = os.path.join(self.root, ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise LockBusy(f"another job (pid {holder}) is running on store {self.root}; "
+                               "try again later or run without --no-wait") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            remove_stale_temps(self.root)  # only dead runs' leftovers: we hold the lock
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock; a killed process's lock goes with it
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            return orjson.loads(f.read())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except orjson.JSONDecodeError:
+        log.warning("%s is not valid JSON; ignoring it", path)
+        return None

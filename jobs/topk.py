@@ -1,0 +1,230 @@
+"""Top K songs per country and per user over a window of calendar days, from the daily store.
+
+    LOGS/listen-YYYYMMDD.log ──(cached per day)──▶ STORE/day-YYYYMMDD/   (jobs.listens.DailyListens)
+    STORE days D-N+1 .. D ──window tasks, one per (channel, partition)──▶ top K per group
+    ──merge in key order──▶ OUT/country_topK[_Ndays]_D.txt, OUT/user_topK[_Ndays]_D.txt,
+                            OUT/topK[_Ndays]_D.summary.json
+
+A new window job is a subclass of :class:`WindowJob` setting ``days`` and ``top``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mapreduce.codec import ChecksumError
+from mapreduce.errors import JobError, UsageError
+from mapreduce.executors import Backend
+from mapreduce.fsutil import atomic_write_bytes, atomic_writer, make_temp_dir, remove_stale_temps
+from mapreduce.report import MemorySampler, StageClock
+from mapreduce.runner import run_stage
+from mapreduce.splits import DEFAULT_SPLIT_SIZE
+from jobs.listens import log_date
+from jobs.store import DEFAULT_PARTITIONS, Store
+from jobs.window import WindowTask, merge_partitions, run_window
+
+log = logging.getLogger(__name__)
+CHANNELS = ("country", "user")
+
+
+class WindowJob:
+    """The top ``top`` songs per country and per user over the ``days`` days ending on a date."""
+
+    days = 7
+    top = 50
+
+    def __init__(self, days: int | None = None, top: int | None = None) -> None:
+        self.days = days if days is not None else type(self).days
+        self.top = top if top is not None else type(self).top
+        if self.days < 1:
+            raise UsageError(f"--days must be at least 1, got {self.days}")
+        if self.top < 1:
+            raise UsageError(f"--top must be at least 1, got {self.top}")
+
+    def stem(self, day: dt.date) -> str:
+        span = "" if self.days == 7 else f"_{self.days}days"
+        return f"top{self.top}{span}_{day:%Y%m%d}"
+
+    def output_names(self, day: dt.date) -> dict[str, str]:
+        stem = self.stem(day)
+        return {"country": f"country_{stem}.txt", "user": f"user_{stem}.txt",
+                "summary": f"{stem}.summary.json"}
+
+    def window(self, end: dt.date) -> list[dt.date]:
+        return [end - dt.timedelta(days=i) for i in range(self.days - 1, -1, -1)]
+
+
+class Top50(WindowJob):
+    days, top = 7, 50
+
+
+def scan_logs(folder: str) -> dict[dt.date, str]:
+    """Logs by date; any other name is ignored with one warning."""
+    logs = {}
+    for name in sorted(os.listdir(folder)):
+        day = log_date(name)
+        path = os.path.join(folder, name)
+        if day is None:
+            log.warning("ignoring %s: not a listen-YYYYMMDD.log name with a real date", path)
+        else:
+            logs[day] = path
+    return logs
+
+
+def parse_date(text: str) -> dt.date:
+    for fmt in ("%Y%m%d", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            pass
+    raise UsageError(f"--date {text!r} is not a real date as YYYYMMDD or YYYY-MM-DD")
+
+
+def check_folders(logs: str, out: str) -> None:
+    if not os.path.isdir(logs):
+        raise UsageError(f"logs folder {logs} does not exist or is not a folder")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"output {out} exists and is not a folder")
+    if os.path.realpath(logs) == os.path.realpath(out):
+        raise UsageError("--out must not be the logs folder: outputs would be mixed with the logs")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create output folder {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder {out} is not writable")
+
+
+def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
+                   date: dt.date | None = None, store: str | None = None, strict: bool = False,
+                   quiet: bool = True, wait: bool = True, partitions: int = DEFAULT_PARTITIONS,
+                   split_size: int = DEFAULT_SPLIT_SIZE) -> dict[str, Any]:
+    """Compute the window ending on ``date`` (default: the newest log) and write its files."""
+    check_folders(logs, out)
+    found = scan_logs(logs)
+    if not found:
+        raise JobError(f"no listen-YYYYMMDD.log file in {logs}")
+    end = date or max(found)
+    days = job.window(end)
+    present = [d for d in days if d in found]
+    missing = [d for d in days if d not in found]
+    if not present:
+        raise JobError(f"no log in the window {days[0]:%Y-%m-%d} .. {end:%Y-%m-%d} in {logs}")
+    if missing:
+        listed = ", ".join(f"{d:%Y-%m-%d}" for d in missing)
+        if strict:
+            raise JobError(f"--strict: {len(missing)} day(s) missing from the window: {listed}; "
+                           "no files written")
+        log.warning("%d day(s) missing from the window ending %s: %s; computing from the %d present",
+                    len(missing), f"{end:%Y-%m-%d}", listed, len(present))
+    store_obj = Store(store or os.path.join(out, "store"), partitions)
+    clock = StageClock()
+    started = time.time()
+    with store_obj.locked(wait), MemorySampler() as memory:
+        remove_stale_temps(out)
+        with clock.stage("daily"):
+            daily = {d: _ensure_day(store_obj, d, found[d], backend, split_size, quiet)
+                     for d in present}
+        names = job.output_names(end)
+        with clock.stage("window"):
+            lines = _write_window(job, store_obj, present, out, names, backend, quiet, split_size,
+                                  found, daily)
+    summary = {
+        "window": {"first": f"{days[0]:%Y-%m-%d}", "last": f"{end:%Y-%m-%d}", "days": job.days},
+        "top": job.top,
+        "days_used": [f"{d:%Y-%m-%d}" for d in present],
+        "days_missing": [f"{d:%Y-%m-%d}" for d in missing],
+        "days": {f"{d:%Y-%m-%d}": info for d, info in daily.items()},
+        "corrupt_lines": {f"{d:%Y-%m-%d}": info["corrupt_lines"] for d, info in daily.items()},
+        "input_lines_read": sum(info["lines_read"] for info in daily.values()),
+        "output_lines": lines,
+        "files": {k: os.path.join(os.path.abspath(out), v) for k, v in names.items()},
+        "store": store_obj.root,
+        "stage_seconds": clock.seconds,
+        "wall_seconds": round(time.time() - started, 4),
+        "peak_rss_bytes": memory.peak,
+        **backend.describe(),
+    }
+    atomic_write_bytes(os.path.join(out, names["summary"]),
+                       orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_size: int,
+                quiet: bool) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        raise JobError(f"cannot read log {path}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise JobError(f"cannot read log {path}: permission denied")
+    cached = store.is_fresh(day, path)
+    started = time.perf_counter()
+    if cached:
+        manifest = store.manifest(day) or {}
+    else:
+        log.info("reducing %s", path)
+        manifest = store.reduce(day, path, backend, split_size=split_size, quiet=quiet)
+    return {"log": path, "cached": cached, "lines": manifest["lines"],
+            "lines_read": 0 if cached else manifest["lines"],
+            "corrupt_lines": manifest["corrupt_lines"],
+            "corrupt_samples": os.path.join(store.day_dir(day), "manifest.json"),
+            "seconds": round(time.perf_counter() - started, 4)}
+
+
+def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str,
+                  names: dict[str, str], backend: Backend, quiet: bool, split_size: int,
+                  found: dict[dt.date, str], daily: dict[dt.date, dict[str, Any]]) -> dict[str, int]:
+    for attempt in (0, 1):
+        scratch = make_temp_dir(out, names["summary"])
+        try:
+            tasks = _window_tasks(job, store, present, scratch)
+            try:
+                results = run_stage(backend, "window", tasks, run_window,
+                                    where=lambda t: f"{t.channel} partition {t.partition}",
+                                    unit="partition", quiet=quiet)
+            except JobError as exc:
+                bad = _corrupt_day(exc, store, present)
+                if bad is None or attempt:
+                    raise
+                log.warning("store table of %s is damaged (%s); reducing that day again",
+                            f"{bad:%Y-%m-%d}", exc.__cause__)
+                store.discard(bad)
+                daily[bad] = _ensure_day(store, bad, found[bad], backend, split_size, quiet)
+                continue
+            lines = {}
+            for channel in CHANNELS:
+                with atomic_writer(os.path.join(out, names[channel])) as f:
+                    lines[channel] = merge_partitions([r for r in results if r.channel == channel], f)
+            return lines
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def _window_tasks(job: WindowJob, store: Store, present: list[dt.date],
+                  scratch: str) -> list[WindowTask]:
+    tasks = []
+    for channel in CHANNELS:
+        per_day = [store.tables(d, channel) for d in present]
+        for p in range(store.partitions):
+            inputs = tuple(t[p] for t in per_day if p in t)
+            if inputs:
+                tasks.append(WindowTask(channel, p, inputs, job.top,
+                                        os.path.join(scratch, f"{channel}-{p:05d}")))
+    return tasks
+
+
+def _corrupt_day(exc: JobError, store: Store, present: list[dt.date]) -> dt.date | None:
+    cause = exc.__cause__
+    if not isinstance(cause, ChecksumError):
+        return None
+    for day in present:
+        if store.day_dir(day) in str(cause):
+            return day
+    return None

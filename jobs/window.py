@@ -1,0 +1,122 @@
+"""Window tasks: sum a partition's daily counts over the window, keep the top K of each group,
+and format its lines; then merge every partition's lines in key order into one file.
+
+    store day-D-6 .. day-D, partition p ──run_window──▶ text of p's groups (sorted by key)
+                                                        + keys and line lengths
+    all partitions ──merge_partitions──▶ one file in key order (a k-way merge done in chunks)
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from mapreduce import codec
+from mapreduce.textcols import Fixed, Int, Text, format_rows
+from jobs.aggregate import sum_by_key, top_k
+from jobs.listens import COUNTRY_BYTES
+
+MERGE_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WindowTask:
+    channel: str                            # "country" or "user"
+    partition: int
+    inputs: tuple[tuple[str, int], ...]     # (table path, crc32), one per day present
+    top: int
+    out_prefix: str
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    channel: str
+    partition: int
+    text_path: str
+    index_path: str
+    lines: int
+    entries: int
+    seconds: float
+
+
+def run_window(task: WindowTask) -> WindowResult:
+    started = time.perf_counter()
+    tables = [codec.load_table(path, crc) for path, crc in task.inputs]
+    summed = sum_by_key(None, None, tables=tables)
+    del tables
+    best, rank = top_k(summed, task.top)
+    del summed
+    group, n = best["group"], len(best["group"])
+    first = rank == 0
+    last = np.ones(n, dtype=bool)
+    last[:-1] = group[1:] != group[:-1]
+    if task.channel == "country":
+        prefix = Fixed(COUNTRY_BYTES[group], where=first)
+    else:
+        prefix = Int(group, where=first)
+    text = format_rows([prefix, Text(b"|", first), Int(best["song"]), b":", Int(best["count"]),
+                        Text(b",", ~last), Text(b"\n", last)], n)
+    ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10) + 1
+    lengths = np.diff(ends, prepend=0)
+    text_path = task.out_prefix + ".txt"
+    index_path = task.out_prefix + ".npz"
+    with open(text_path, "wb") as f:
+        f.write(text)
+    codec.save_table(index_path, {"key": group[first], "length": lengths})
+    return WindowResult(task.channel, task.partition, text_path, index_path, int(first.sum()), n,
+                        time.perf_counter() - started)
+
+
+def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:
+    """Write every partition's lines to ``out`` ordered by key; returns the number of lines.
+
+    Each partition's lines are already in key order, so any run of the global order takes a
+    contiguous range of lines from each partition: a chunk reads those ranges and gathers its
+    lines with one vectorised index, never a Python call per line.
+    """
+    indexes = [codec.load_table(r.index_path) for r in results]
+    keys = np.concatenate([ix["key"].astype(np.int64) for ix in indexes]) if indexes else np.zeros(0, np.int64)
+    if len(keys) == 0:
+        return 0
+    lengths = np.concatenate([ix["length"].astype(np.int64) for ix in indexes])
+    source = np.concatenate([np.full(len(ix["key"]), i, dtype=np.int64) for i, ix in enumerate(indexes)])
+    file_start = np.concatenate([np.cumsum(ix["length"].astype(np.int64)) - ix["length"]
+                                 for ix in indexes])
+    order = np.argsort(keys, kind="stable")
+    out_end = np.cumsum(lengths[order])
+    files = [open(r.text_path, "rb") for r in results]
+    try:
+        lo = 0
+        while lo < len(order):
+            budget = (out_end[lo - 1] if lo else 0) + MERGE_CHUNK_BYTES
+            hi = max(lo + 1, int(np.searchsorted(out_end, budget, side="right")))
+            out.write(_gather(order[lo:hi], source, file_start, lengths, files))
+            lo = hi
+    finally:
+        for f in files:
+            f.close()
+    return len(order)
+
+
+def _gather(rows: np.ndarray, source: np.ndarray, file_start: np.ndarray, lengths: np.ndarray,
+            files: list) -> bytes:
+    src = source[rows]
+    pieces, piece_base = [], np.zeros(len(files), dtype=np.int64)
+    base = 0
+    for s in np.unique(src):
+        mine = rows[src == s]
+        start = int(file_start[mine].min())
+        stop = int((file_start[mine] + lengths[mine]).max())
+        files[s].seek(start)
+        pieces.append(files[s].read(stop - start))
+        piece_base[s] = base - start
+        base += stop - start
+    buffer = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    line_len = lengths[rows]
+    line_src = file_start[rows] + piece_base[src]
+    out_start = np.cumsum(line_len) - line_len
+    index = np.repeat(line_src - out_start, line_len) + np.arange(int(line_len.sum()))
+    return buffer[index].tobytes()
