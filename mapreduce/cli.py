@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import logging
 import os
 import re
@@ -16,6 +17,10 @@ from typing import Any, Callable
 from mapreduce.errors import JobError, UsageError
 
 log = logging.getLogger("mapreduce")
+
+#: modules that add a command: each has ``register(subparsers)`` setting ``handler`` to a
+#: function ``(args) -> exit code`` that raises UsageError / JobError like the commands here
+COMMAND_MODULES: tuple[str, ...] = ()
 
 EXAMPLES = """\
 examples:
@@ -49,7 +54,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _add_run_options(p: argparse.ArgumentParser, *, reducers_help: str) -> None:
+def add_run_options(p: argparse.ArgumentParser, *, reducers_help: str) -> None:
     p.add_argument("--workers", type=positive_int, default=None,
                    help="worker processes (default: physical cores)")
     p.add_argument("--executor", choices=("inline", "local", "dask"), default="local",
@@ -63,7 +68,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, reducers_help: str) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_window_options(p: argparse.ArgumentParser) -> None:
+def add_window_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logs", required=True, help="folder of listen-YYYYMMDD.log files")
     p.add_argument("--out", required=True, help="folder for the top files and the summary")
     p.add_argument("--date", default=None,
@@ -73,7 +78,7 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
                    help="fail, writing nothing, when a day of the window has no log")
     p.add_argument("--no-wait", action="store_true",
                    help="exit at once if another job holds the store's lock")
-    _add_run_options(p, reducers_help="partitions of a new store (default 64)")
+    add_run_options(p, reducers_help="partitions of a new store (default 64)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", metavar="MODULE:JOBCLASS", help="e.g. jobs.song_plays:SongPlays")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="input files")
     p.add_argument("--out", required=True, help="output folder")
-    _add_run_options(p, reducers_help="reduce partitions (default 8)")
+    add_run_options(p, reducers_help="reduce partitions (default 8)")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("top50", help="top 50 songs per country and per user over 7 days",
@@ -100,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "ending on D, reducing each log once into the store.",
                        epilog="example:\n  mapreduce top50 --logs logs --out out --date 20240107",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_window_options(p)
+    add_window_options(p)
     p.set_defaults(handler=cmd_top, days=None, top=None, job=None)
 
     p = sub.add_parser("top", help="top K songs per country and per user over N days",
@@ -113,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=None, help="songs kept per group (default 50)")
     p.add_argument("--job", default=None, metavar="MODULE:CLASS",
                    help="a WindowJob class giving the defaults for --days and --top")
-    _add_window_options(p)
+    add_window_options(p)
     p.set_defaults(handler=cmd_top)
 
     p = sub.add_parser("generate", help="write deterministic synthetic listen logs",
@@ -126,10 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(p)
     p.set_defaults(handler=cmd_generate)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
-def _backend(args: argparse.Namespace):
+def backend_from_args(args: argparse.Namespace):
     from mapreduce.executors import make_backend
 
     try:
@@ -155,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"output {args.out} exists and is not a folder")
     name = job.name or "output"
     output = os.path.join(args.out, name if isinstance(job, ArrayJob) else f"{name}.tsv")
-    with _backend(args) as backend:
+    with backend_from_args(args) as backend:
         result = run_job(args.job, args.inputs, output, backend,
                          reducers=args.reducers or DEFAULT_REDUCERS, split_size=args.split_size,
                          quiet=args.quiet)
@@ -171,9 +179,6 @@ def cmd_top(args: argparse.Namespace) -> int:
 
     job_cls: type[WindowJob] = WindowJob
     if args.job:
-        from mapreduce.job import load_job as _unused  # noqa: F401 - keeps import errors uniform
-        import importlib
-
         module_name, _, cls_name = args.job.partition(":")
         try:
             job_cls = getattr(importlib.import_module(module_name), cls_name)
@@ -183,7 +188,7 @@ def cmd_top(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.job!r} is not a WindowJob class")
     job = job_cls(args.days, args.top)
     date = parse_date(args.date) if args.date else None
-    with _backend(args) as backend:
+    with backend_from_args(args) as backend:
         try:
             summary = run_window_job(job, args.logs, args.out, backend, date=date,
                                      store=args.store, strict=args.strict, quiet=args.quiet,
