@@ -86,9 +86,10 @@ class LocalBackend(Backend):
 
     def renew(self) -> None:
         self.abort()
-        self.executor = self._new_pool()
 
     def abort(self) -> None:
+        """Kill the pool's processes and put a fresh pool in its place (workers start lazily),
+        so a long-lived backend, the daemon's, stays usable after a failed run."""
         pool = self.executor
         assert isinstance(pool, ProcessPoolExecutor)
         # A running task cannot be cancelled through the Executor API; its process is killed so
@@ -106,6 +107,7 @@ class LocalBackend(Backend):
                 proc.join(timeout=5)
             except (OSError, ValueError, AssertionError):
                 pass
+        self.executor = self._new_pool()
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)

@@ -86,7 +86,6 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                 except BrokenProcessPool:
                     lost.append(i)
                 except Exception as exc:
-                    backend.abort()
                     raise JobError(f"{type(exc).__name__}: {exc}", stage=stage, task=i,
                                    split=where(tasks[i])) from exc
                 else:
@@ -97,7 +96,6 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                 for i in lost:
                     attempts[i] += 1
                     if attempts[i] > retries:
-                        backend.abort()
                         raise JobError(f"a worker process died running this task "
                                        f"{attempts[i]} times (killed, or out of memory); giving up",
                                        stage=stage, task=i, split=where(tasks[i]))
@@ -106,7 +104,7 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                 backend.renew()
                 queue.extend(sorted(lost, reverse=True))
     except BaseException:
-        backend.abort()
+        backend.abort()  # cancel what is queued, kill what runs: fail fast
         raise
     finally:
         bar.close()
