@@ -22,10 +22,15 @@ def sum_by_key(group: np.ndarray | None, song: np.ndarray | None, count: np.ndar
     Either columns (``count`` None means 1 per row) or ``tables`` to concatenate first.
     """
     if tables is not None:
+        if all("count" not in t for t in tables):  # raw pairs: every row counts one
+            tables = [{"group": t["group"], "song": t["song"]} for t in tables]
+        else:
+            tables = [t if "count" in t else {**t, "count": np.ones(len(t["group"]), np.int64)}
+                      for t in tables]
         merged = concat_tables(tables)
         if not merged:
             return _empty()
-        group, song, count = merged["group"], merged["song"], merged["count"]
+        group, song, count = merged["group"], merged["song"], merged.get("count")
     assert group is not None and song is not None
     if len(group) == 0:
         return _empty()

@@ -19,7 +19,7 @@ from mapreduce.textcols import Fixed, Int, Text, format_rows
 from jobs.aggregate import sum_by_key, top_k
 from jobs.listens import COUNTRY_BYTES
 
-MERGE_CHUNK_BYTES = 16 * 1024 * 1024
+MERGE_CHUNK_BYTES = 4 * 1024 * 1024  # the gather index costs 4 bytes per byte of a chunk
 
 
 @dataclass(frozen=True)
@@ -118,5 +118,6 @@ def _gather(rows: np.ndarray, source: np.ndarray, file_start: np.ndarray, length
     line_len = lengths[rows]
     line_src = file_start[rows] + piece_base[src]
     out_start = np.cumsum(line_len) - line_len
-    index = np.repeat(line_src - out_start, line_len) + np.arange(int(line_len.sum()))
+    index = np.repeat((line_src - out_start).astype(np.int32), line_len)
+    index += np.arange(len(index), dtype=np.int32)
     return buffer[index].tobytes()

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from mapreduce.errors import JobError
 from mapreduce.job import ArrayJob, Job, Table, load_job
+from mapreduce.memtune import tune_malloc
+
+# Every process that runs tasks imports this package first (workers unpickle task functions
+# from it or from jobs built on it), so this is where freed memory is made returnable.
+tune_malloc()
 
 __all__ = ["ArrayJob", "Job", "JobError", "Table", "load_job", "run_job", "make_backend"]
 

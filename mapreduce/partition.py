@@ -32,5 +32,7 @@ def mix64(values: np.ndarray) -> np.ndarray:
 
 
 def partition_ints(values: np.ndarray, partitions: int) -> np.ndarray:
-    """Partition of each integer key (as an int64/uint64 value), vectorised; dtype uint32."""
-    return (mix64(values) % np.uint64(partitions)).astype(np.uint32)
+    """Partition of each integer key (as an int64/uint64 value), vectorised. The result is
+    uint16 when it fits, so that grouping rows by partition is a radix sort."""
+    dtype = np.uint16 if partitions <= 1 << 16 else np.uint32
+    return (mix64(values) % np.uint64(partitions)).astype(dtype)

@@ -63,12 +63,16 @@ def test_daily_job_map_and_combine():
     job = DailyListens()
     tables, stats = job.map_block(b"1|10|FR\n1|10|FR\n2|10|FR\n1|11|DE\nbad\n", 0)
     assert stats["lines"] == 5 and stats["corrupt_lines"] == 1
-    user = tables["user"]
-    assert list(zip(user["group"], user["song"], user["count"])) == [(10, 1, 2), (10, 2, 1), (11, 1, 1)]
-    merged = job.combine("user", [user, user])
+    country = tables["country"]
+    assert list(zip(country["group"], country["song"], country["count"])) == [
+        (ISO_CODES.index("DE"), 1, 1), (ISO_CODES.index("FR"), 1, 2), (ISO_CODES.index("FR"), 2, 1)]
+    once = job.combine("user", [tables["user"]])
+    assert list(zip(once["group"], once["song"], once["count"])) == [(10, 1, 2), (10, 2, 1), (11, 1, 1)]
+    merged = job.combine("user", [once, tables["user"]])  # summed with raw pairs
     assert merged["count"].tolist() == [4, 2, 2]
+    user = merged
     parts = job.partition("user", merged, 8)
-    assert parts.dtype == np.uint32 and (parts[0] == parts[1])  # same user, same partition
+    assert parts.dtype == np.uint16 and (parts[0] == parts[1])  # same user, same partition
 
 
 def test_log_names():
