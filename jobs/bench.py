@@ -120,6 +120,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.data) and not os.path.isdir(args.data):
         raise UsageError(f"--data {args.data} exists and is not a folder")
+    try:
+        os.makedirs(args.data, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --data folder {args.data}: {exc.strerror}") from None
+    if not os.access(args.data, os.W_OK | os.X_OK):
+        raise UsageError(f"--data folder {args.data} is not writable")
     if not args.skip_duckdb and importlib.util.find_spec("duckdb") is None:
         raise UsageError("duckdb is not installed: pip install '.[bench]', or pass --skip-duckdb")
     workers = args.workers or default_workers()
@@ -160,6 +166,8 @@ def ensure_logs(data: str, lines_per_day: int) -> dict[str, Any]:
         with open(params_path, "rb") as f:
             known = orjson.loads(f.read())
     except (FileNotFoundError, orjson.JSONDecodeError):
+        known = {}
+    if not isinstance(known, dict):
         known = {}
     sizes = known.get("sizes", {})
     if ({k: known.get(k) for k in wanted} == wanted and len(sizes) == DAYS
@@ -306,6 +314,7 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
     output of ours is not byte-identical to DuckDB's."""
     from jobs.topk import Top50
 
+    data = os.path.abspath(data)  # the runs' commands must not depend on a working folder
     os.makedirs(data, exist_ok=True)
     params = ensure_logs(data, lines_per_day)
     work = os.path.join(data, "runs")
