@@ -87,7 +87,7 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                     lost.append(i)
                 except Exception as exc:
                     backend.abort()
-                    raise JobError(f"{type(exc).__name__}: {exc}", stage=stage, task=i,
+                    raise JobError(backend.explain(exc), stage=stage, task=i,
                                    split=where(tasks[i])) from exc
                 else:
                     bar.update(weight(tasks[i]))
