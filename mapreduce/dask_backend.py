@@ -67,10 +67,14 @@ class DaskBackend(Backend):
             # Processes, not threads: the map code is pure Python in places and holds the GIL.
             # One thread per process so that one task uses one core, as with the local backend.
             # 127.0.0.1 and no dashboard: a throwaway cluster must not listen on the network.
+            # The scheduler serves its health and metrics routes even without a dashboard, on
+            # 8787 unless told otherwise: a free loopback port avoids a "port in use" warning
+            # whenever a second cluster runs on the machine.
             try:
                 self._cluster = LocalCluster(n_workers=workers or default_workers(),
                                              threads_per_worker=1, processes=True,
-                                             host="127.0.0.1", dashboard_address=None)
+                                             host="127.0.0.1", dashboard_address=None,
+                                             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
             except (RuntimeError, OSError) as exc:  # e.g. a worker process failed to start
                 raise JobError(f"could not start a local dask cluster: {_one_line(exc)}"
                                f"{_cause(exc)}") from None
