@@ -14,6 +14,7 @@ worker that died is rescheduled on another one, and only when that happened more
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import CancelledError
@@ -21,6 +22,7 @@ from typing import Any
 
 try:
     from distributed import Client, KilledWorker, LocalCluster
+    from distributed.security import Security
 except ImportError as exc:  # the extra is optional; the CLI prints this as one line, exit 2
     raise ImportError("the dask executor needs the distributed package: "
                       "pip install '.[dask]'") from exc
@@ -49,9 +51,10 @@ class DaskBackend(Backend):
         self.scheduler = scheduler
         self._cluster: LocalCluster | None = None
         if scheduler:
+            security = _client_security(scheduler)
             try:
-                self._client = Client(scheduler, set_as_default=False)
-            except OSError as exc:  # refused, unreachable, timed out
+                self._client = Client(scheduler, security=security, set_as_default=False)
+            except OSError as exc:  # refused, unreachable, timed out, TLS handshake refused
                 raise JobError(f"cannot connect to the dask scheduler at {scheduler}: "
                                f"{_one_line(exc)}") from None
             try:
@@ -150,6 +153,36 @@ class DaskBackend(Backend):
                 "worker_addresses": self.worker_addresses()}
 
 
+def _client_security(scheduler: str) -> Security:
+    """This client's TLS settings, from dask's configuration (``distributed.comm.tls.*``).
+
+    Checked before connecting: a ``tls://`` address without them makes distributed fail deep in
+    its connect code with a TypeError, and leave a half-built client that logs a traceback later.
+    """
+    try:
+        security = Security()
+        named = (("ca-file", security.tls_ca_file), ("client.cert", security.tls_client_cert),
+                 ("client.key", security.tls_client_key))
+        for key, path in named:
+            # distributed takes a value with a newline in it as the PEM text itself
+            if path and "\n" not in path and not os.path.isfile(path):
+                raise JobError(f"dask TLS settings: distributed.comm.tls.{key} names {path}, "
+                               "which is not a readable file")
+        tls_context = security.get_connection_args("client")["ssl_context"]
+    except (OSError, ValueError) as exc:  # a named file missing or not PEM
+        raise JobError(f"dask TLS settings: {_one_line(exc)}") from None
+    tls = scheduler.startswith("tls://")
+    if security.require_encryption and not tls:
+        raise JobError(f"the dask configuration requires encryption "
+                       f"(distributed.comm.require-encryption), but {scheduler} is not a "
+                       "tls:// address")
+    if tls and tls_context is None:
+        raise JobError(f"{scheduler} is a TLS address, but no TLS settings were found: set "
+                       "distributed.comm.tls.ca-file, .client.cert and .client.key in the dask "
+                       "configuration (see docs/dask.md)")
+    return security
+
+
 def _quietly(fn: Any, *args: Any) -> None:
     try:
         fn(*args)
@@ -166,4 +199,6 @@ def _cause(exc: BaseException) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror or exc}: {exc.filename}"
     return " ".join(str(exc).split()) or type(exc).__name__

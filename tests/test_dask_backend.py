@@ -262,3 +262,19 @@ def test_cli_without_distributed_says_how_to_install(monkeypatch, capsys, plays,
     assert code == 2
     assert err == ("error: the dask executor needs the distributed package: "
                    "pip install '.[dask]'\n")
+
+
+@pytest.mark.parametrize("settings, address, says", [
+    ({}, "tls://127.0.0.1:9", "is a TLS address, but no TLS settings were found"),
+    ({"distributed.comm.require-encryption": True}, "tcp://127.0.0.1:9", "requires encryption"),
+    ({"distributed.comm.tls.ca-file": "/nonexistent/ca.pem"}, "tls://127.0.0.1:9",
+     "distributed.comm.tls.ca-file names /nonexistent/ca.pem"),
+])
+def test_tls_settings_checked_before_connecting(settings, address, says):
+    """Without the check distributed fails deep in its connect code, with a traceback."""
+    import dask
+
+    with dask.config.set(settings):
+        with pytest.raises(JobError, match=says) as info:
+            DaskBackend(None, scheduler=address)
+    assert "\n" not in str(info.value)
