@@ -137,6 +137,22 @@ def test_task_error_names_stage_and_backend_stays_usable(backend):
     assert within(TIMEOUT, lambda: run_stage(backend, "again", [9.0], math.sqrt)) == [3.0]
 
 
+def test_damaged_store_table_is_recomputed_on_the_same_backend(backend, tmp_path):
+    """The ChecksumError crosses from a worker intact, and the backend works after the abort."""
+    logs = str(tmp_path / "logs")
+    generate(logs, days=2, lines_per_day=2000, end=END)
+    out = str(tmp_path / "out")
+    first = within(TIMEOUT, lambda: run_window_job(Top50(), logs, out, backend, partitions=4))
+    expected = read(first["files"]["country"])
+    table = os.path.join(out, "store", "day-20240106", "country-00000.npz")
+    with open(table, "r+b") as f:
+        f.seek(10)
+        f.write(b"XXXX")
+    again = within(TIMEOUT, lambda: run_window_job(Top50(), logs, out, backend, partitions=4))
+    assert again["days"]["2024-01-06"]["cached"] is False
+    assert read(again["files"]["country"]) == expected
+
+
 class _Dead(Executor):
     """Every task fails as dask fails one whose workers kept dying."""
 
