@@ -139,10 +139,18 @@ class DaskBackend(Backend):
                         ABORT_SECONDS)
 
     def close(self) -> None:
+        # A client that lost its scheduler is busy reconnecting; closing it cancels that, which
+        # distributed logs as an error with a traceback: noise around the run's one-line error.
+        lost = self._client.status not in ("running", "closed")
+        client_log = logging.getLogger("distributed.client")
+        level = client_log.level
+        if lost:
+            client_log.setLevel(logging.CRITICAL)
         try:
             self.executor.shutdown(wait=False)  # a normal run has nothing left to cancel
             self._client.close()
         finally:
+            client_log.setLevel(level)
             if self._cluster is not None:
                 self._cluster.close()
                 self._cluster = None

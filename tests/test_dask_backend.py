@@ -239,6 +239,61 @@ def test_worker_killed_mid_map_is_retried(backend, client, plays, tmp_path):
     client.wait_for_workers(2, timeout=30)  # the nanny restarts the killed worker
 
 
+def test_scheduler_lost_mid_run_is_one_line_error_not_a_hang(plays, tmp_path):
+    """The client cancels its futures when the scheduler goes; the runner must stop at once."""
+    logs, _ = plays
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler",
+                                  "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 **quiet)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                               "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1",
+                               "--no-dashboard"], **quiet)
+    try:
+        b = DaskBackend(None, scheduler=address)  # waits for the scheduler and its worker
+        seen = threading.Event()
+
+        def kill_scheduler_once_mapping() -> None:
+            with Client(address, set_as_default=False) as watcher:
+                while not seen.wait(0.02):
+                    if any(str(k).startswith("run_map") for keys in watcher.processing().values()
+                           for k in keys):
+                        seen.set()
+            scheduler.kill()
+
+        threading.Thread(target=kill_scheduler_once_mapping, daemon=True).start()
+        try:
+            with pytest.raises(JobError) as info:
+                within(TIMEOUT, lambda: run_job("tests.dask_jobs:SlowSongPlays", logs,
+                                                str(tmp_path / "x.tsv"), b, reducers=2,
+                                                split_size=SPLIT))
+        finally:
+            within(TIMEOUT, b.close)
+        assert seen.is_set()
+        assert str(info.value).startswith("map stage, task ")
+        assert str(info.value).endswith(f"the connection to the dask scheduler {address} was lost")
+    finally:
+        for proc in (worker, scheduler):
+            proc.terminate()
+        for proc in (worker, scheduler):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mapreduce.cli", *args], cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
