@@ -50,6 +50,8 @@ class DaskBackend(Backend):
     def __init__(self, workers: int | None, *, scheduler: str | None) -> None:
         self.scheduler = scheduler
         self._cluster: LocalCluster | None = None
+        self._threads = 0
+        self._checked = 0.0
         if scheduler:
             security = _client_security(scheduler)
             try:
@@ -66,6 +68,9 @@ class DaskBackend(Backend):
                 raise JobError(f"no dask worker joined the scheduler at {scheduler} within "
                                f"{WORKER_WAIT_SECONDS:.0f} s; start some with "
                                f"`dask worker {scheduler}`") from None
+            if workers is not None:
+                log.warning("--workers %d is ignored with a scheduler: its cluster's workers "
+                            "decide (%d threads now)", workers, self.workers_now())
         else:
             # Processes, not threads: the map code is pure Python in places and holds the GIL.
             # One thread per process so that one task uses one core, as with the local backend.
@@ -83,8 +88,6 @@ class DaskBackend(Backend):
                                f"{_cause(exc)}") from None
             self._client = Client(self._cluster, set_as_default=False)
         self.executor = self._new_executor()
-        self._threads = 0
-        self._checked = 0.0
 
     def _new_executor(self) -> Any:
         # pure=False: a task writes files, so two equal specs are two runs, never one cached
@@ -94,15 +97,20 @@ class DaskBackend(Backend):
 
     @property
     def workers(self) -> int:  # type: ignore[override]  # a live figure, not a constructor value
-        """Worker threads in the cluster now: the runner keeps at most this many tasks in flight."""
-        now = time.monotonic()
-        if now - self._checked > REFRESH_SECONDS:
-            try:
-                self._threads = int(self._client.scheduler_info(n_workers=0)["total_threads"])
-            except (OSError, KeyError, TypeError, ValueError):
-                pass  # scheduler briefly unreachable: keep the last figure
-            self._checked = now
+        """Worker threads in the cluster now: the runner keeps at most this many tasks in flight.
+
+        Asked again at most every REFRESH_SECONDS (the runner reads it after every task)."""
+        if time.monotonic() - self._checked > REFRESH_SECONDS:
+            self.workers_now()
         return max(1, self._threads)
+
+    def workers_now(self) -> int:
+        try:
+            self._threads = int(self._client.scheduler_info(n_workers=0)["total_threads"])
+        except (OSError, KeyError, TypeError, ValueError):
+            pass  # scheduler briefly unreachable: keep the last figure
+        self._checked = time.monotonic()
+        return self._threads
 
     def worker_addresses(self) -> list[str]:
         try:
