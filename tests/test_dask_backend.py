@@ -326,6 +326,7 @@ def test_cli_unreachable_scheduler_is_one_line(tmp_path, plays):
 
 def test_cli_without_distributed_says_how_to_install(monkeypatch, capsys, plays, tmp_path):
     logs, _ = plays
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "warning")  # main() sets it: undo after
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     monkeypatch.delitem(sys.modules, "mapreduce.dask_backend")
     code = cli.main(["run", PLAYS, logs[0], "--out", str(tmp_path), "--executor", "dask"])
