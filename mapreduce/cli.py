@@ -231,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             stream=sys.stderr)
+        if not args.verbose:
+            # distributed logs every worker, nanny and connection it starts at INFO: a page of it
+            # per run with --executor dask. Its warnings (a worker lost, say) still show. Its
+            # import sets its loggers' levels from dask's config, so the setting goes there.
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         return args.handler(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)

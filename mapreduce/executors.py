@@ -58,6 +58,10 @@ class Backend:
     def abort(self) -> None:
         """Stop now: cancel queued tasks and kill running ones."""
 
+    def explain(self, exc: BaseException) -> str:
+        """One line saying why a task failed; a backend knows its own executor's errors best."""
+        return f"{type(exc).__name__}: {exc}"
+
     def close(self) -> None:
         self.executor.shutdown(wait=True)
 

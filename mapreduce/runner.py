@@ -86,7 +86,7 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                 except BrokenProcessPool:
                     lost.append(i)
                 except Exception as exc:
-                    raise JobError(f"{type(exc).__name__}: {exc}", stage=stage, task=i,
+                    raise JobError(backend.explain(exc), stage=stage, task=i,
                                    split=where(tasks[i])) from exc
                 else:
                     bar.update(weight(tasks[i]))

@@ -88,8 +88,10 @@ def run_map(task: MapTask) -> MapResult:
 
 
 def _run_path(task: MapTask, channel: str, partition: int, spill: int, ext: str) -> str:
-    return os.path.join(task.scratch, f"map{task.index:05d}.a{task.attempt}.{channel}"
-                                      f".p{partition:05d}.s{spill}.{ext}")
+    # The pid too: a cluster may rerun a task whose first run is cut off but still alive, with
+    # the same attempt number; each execution must write files of its own.
+    return os.path.join(task.scratch, f"map{task.index:05d}.a{task.attempt}.{os.getpid()}"
+                                      f".{channel}.p{partition:05d}.s{spill}.{ext}")
 
 
 def _map_records(job: Job, task: MapTask) -> MapResult:
