@@ -11,50 +11,65 @@ import numpy as np
 from mapreduce.codec import concat_tables
 
 
-def _bits(column: np.ndarray) -> int:
-    return int(column.max()).bit_length() if len(column) else 0
+def _bits(columns: list[np.ndarray]) -> int:
+    return max((int(c.max()).bit_length() for c in columns if len(c)), default=0)
 
 
 def sum_by_key(group: np.ndarray | None, song: np.ndarray | None, count: np.ndarray | None = None,
                *, tables: list[dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
     """One row per distinct (group, song) with the summed count, sorted by (group, song).
 
-    Either columns (``count`` None means 1 per row) or ``tables`` to concatenate first.
+    Either columns (``count`` None means 1 per row) or ``tables`` to fold together; a table
+    without a ``count`` column is raw pairs, one listen per row. Columns may be stored narrow
+    (uint16, uint32): they are packed straight into the 64-bit key, never widened first.
     """
-    if tables is not None:
-        if all("count" not in t for t in tables):  # raw pairs: every row counts one
-            tables = [{"group": t["group"], "song": t["song"]} for t in tables]
-        else:
-            tables = [t if "count" in t else {**t, "count": np.ones(len(t["group"]), np.int64)}
-                      for t in tables]
-        merged = concat_tables(tables)
-        if not merged:
-            return _empty()
-        group, song, count = merged["group"], merged["song"], merged.get("count")
-    assert group is not None and song is not None
-    if len(group) == 0:
+    if tables is None:
+        assert group is not None and song is not None
+        tables = [{"group": group, "song": song, **({"count": count} if count is not None else {})}]
+    tables = [t for t in tables if len(t["group"])]
+    if not tables:
         return _empty()
-    song_bits = _bits(song)
-    if _bits(group) + song_bits <= 64:
-        key = (group.astype(np.uint64) << np.uint64(song_bits)) | song.astype(np.uint64)
-        if count is None:
-            keys, counts = np.unique(key, return_counts=True)
-            mask = np.uint64((1 << song_bits) - 1)
-            return {"group": (keys >> np.uint64(song_bits)).astype(np.int64),
-                    "song": (keys & mask).astype(np.int64), "count": counts.astype(np.int64)}
-        order = np.argsort(key, kind="stable")  # stable: fast on runs of sorted inputs
-        key = key[order]
-        change = np.flatnonzero(key[1:] != key[:-1]) + 1
+    song_bits = _bits([t["song"] for t in tables])
+    if _bits([t["group"] for t in tables]) + song_bits > 64:
+        return _sum_wide(tables)
+    shift = np.uint64(song_bits)
+    keys = np.concatenate([(t["group"].astype(np.uint64) << shift) | t["song"].astype(np.uint64)
+                           for t in tables])
+    if all("count" not in t for t in tables):
+        keys, counts = np.unique(keys, return_counts=True)
     else:
-        order = np.lexsort((song, group))
-        g, s = group[order], song[order]
-        change = np.flatnonzero((g[1:] != g[:-1]) | (s[1:] != s[:-1])) + 1
-    starts = np.concatenate(([0], change))
-    first = order[starts]
-    counts = (np.add.reduceat(count[order], starts) if count is not None
-              else np.diff(np.append(starts, len(order))))
-    return {"group": group[first].astype(np.int64), "song": song[first].astype(np.int64),
+        counts = np.concatenate([t["count"].astype(np.int64) if "count" in t
+                                 else np.ones(len(t["group"]), np.int64) for t in tables])
+        order = np.argsort(keys, kind="stable")  # stable sort is a merge of the sorted inputs
+        keys = keys[order]
+        starts = _run_starts(keys)
+        counts = np.add.reduceat(counts[order], starts)
+        keys = keys[starts]
+    mask = np.uint64((1 << song_bits) - 1)
+    return {"group": (keys >> shift).astype(np.int64), "song": (keys & mask).astype(np.int64),
             "count": counts.astype(np.int64)}
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    change = np.empty(len(sorted_keys), dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    return np.flatnonzero(change)
+
+
+def _sum_wide(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The same for ids too large to pack together (both above 2**32): a two-column lexsort."""
+    tables = [t if "count" in t else {**t, "count": np.ones(len(t["group"]), np.int64)}
+              for t in tables]
+    merged = concat_tables(tables)
+    group, song, count = merged["group"], merged["song"], merged["count"]
+    order = np.lexsort((song, group))
+    g, s = group[order], song[order]
+    change = np.ones(len(g), dtype=bool)
+    change[1:] = (g[1:] != g[:-1]) | (s[1:] != s[:-1])
+    starts = np.flatnonzero(change)
+    return {"group": g[starts], "song": s[starts],
+            "count": np.add.reduceat(count[order], starts).astype(np.int64)}
 
 
 def _empty() -> dict[str, np.ndarray]:

@@ -97,13 +97,21 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
         elif isinstance(col, Fixed):
             block[:] = col.data
         else:
-            small = col.data.size == 0 or int(col.data.max()) < 2**32
+            # digits only for the rows that show the column (a line's prefix is on few rows)
+            rows_shown = None if col.where is None else np.flatnonzero(col.where)
+            values = col.data if rows_shown is None else col.data[rows_shown]
+            small = values.size == 0 or int(values.max()) < 2**32
             dtype = np.uint32 if small else np.uint64  # 32-bit division vectorises far better
-            v = col.data.astype(dtype, copy=True)
+            v = values.astype(dtype, copy=True)
+            digits = np.empty((len(v), width), dtype=np.uint8)
             ten = dtype(10)
             for j in range(width - 1, -1, -1):
                 v, digit = np.divmod(v, ten)
-                block[:, j] = digit
-            block += 48
+                digits[:, j] = digit
+            digits += 48
+            if rows_shown is None:
+                block[:] = digits
+            else:
+                block[rows_shown] = digits
         start += width
     return matrix[mask].tobytes()
