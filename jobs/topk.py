@@ -133,9 +133,8 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
             daily = {d: _ensure_day(store_obj, d, found[d], backend, split_size, quiet)
                      for d in present}
         names = job.output_names(end)
-        with clock.stage("window"):
-            lines = _write_window(job, store_obj, present, out, names, backend, quiet, split_size,
-                                  found, daily)
+        lines = _write_window(job, store_obj, present, out, names, backend, quiet, split_size,
+                              found, daily, clock)
     summary = {
         "window": {"first": f"{days[0]:%Y-%m-%d}", "last": f"{end:%Y-%m-%d}", "days": job.days},
         "top": job.top,
@@ -179,15 +178,17 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
 
 def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str,
                   names: dict[str, str], backend: Backend, quiet: bool, split_size: int,
-                  found: dict[dt.date, str], daily: dict[dt.date, dict[str, Any]]) -> dict[str, int]:
+                  found: dict[dt.date, str], daily: dict[dt.date, dict[str, Any]],
+                  clock: StageClock) -> dict[str, int]:
     for attempt in (0, 1):
         scratch = make_temp_dir(out, names["summary"])
         try:
             tasks = _window_tasks(job, store, present, scratch)
             try:
-                results = run_stage(backend, "window", tasks, run_window,
-                                    where=lambda t: f"{t.channel} partition {t.partition}",
-                                    unit="partition", quiet=quiet)
+                with clock.stage("window"):
+                    results = run_stage(backend, "window", tasks, run_window,
+                                        where=lambda t: f"{t.channel} partition {t.partition}",
+                                        unit="partition", quiet=quiet)
             except JobError as exc:
                 bad = _corrupt_day(exc, store, present)
                 if bad is None or attempt:
@@ -198,9 +199,11 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
                 daily[bad] = _ensure_day(store, bad, found[bad], backend, split_size, quiet)
                 continue
             lines = {}
-            for channel in CHANNELS:
-                with atomic_writer(os.path.join(out, names[channel])) as f:
-                    lines[channel] = merge_partitions([r for r in results if r.channel == channel], f)
+            with clock.stage("merge"):
+                for channel in CHANNELS:
+                    with atomic_writer(os.path.join(out, names[channel])) as f:
+                        lines[channel] = merge_partitions(
+                            [r for r in results if r.channel == channel], f)
             return lines
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
