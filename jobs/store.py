@@ -1,9 +1,9 @@
 """The daily store: one complete-when-present reduction per log day, reused by every window.
 
     STORE/
-      store.json             {"format": 1, "partitions": R}: every day uses the same R
+      store.json             {"format": 2, "partitions": R}: every day uses the same R
       .lock                  one job at a time on a store (fcntl lock; holds the owner's pid)
-      day-YYYYMMDD/          country-PPPPP.npz, user-PPPPP.npz, manifest.json (written last)
+      day-YYYYMMDD/          country-PPPPP.tbl, user-PPPPP.tbl, manifest.json (written last)
 
 A day is cached when its manifest names the same source identity as the log now has: size,
 modification time and a fingerprint of sampled content. Each table's size and crc32 are in the
@@ -31,7 +31,7 @@ from mapreduce.splits import DEFAULT_SPLIT_SIZE
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 DEFAULT_PARTITIONS = 64
 DAILY_JOB = "jobs.listens:DailyListens"
 _SAMPLE = 64 * 1024
@@ -76,7 +76,8 @@ class Store:
 
     def is_fresh(self, day: dt.date, log_path: str) -> bool:
         manifest = self.manifest(day)
-        return (manifest is not None and manifest.get("partitions") == self.partitions
+        return (manifest is not None and manifest.get("format") == STORE_FORMAT
+                and manifest.get("partitions") == self.partitions
                 and manifest.get("source", {}).get("identity") == source_identity(log_path))
 
     def tables(self, day: dt.date, channel: str) -> dict[int, tuple[str, int]]:
@@ -103,12 +104,12 @@ class Store:
             if source_identity(log_path) != before:
                 raise JobError(f"{log_path} changed while it was being read; run again once "
                                "its writer has finished")
-            files = {f"{r.channel}-{r.partition:05d}.npz": {"bytes": r.bytes, "crc32": r.crc32,
+            files = {f"{r.channel}-{r.partition:05d}.tbl": {"bytes": r.bytes, "crc32": r.crc32,
                                                             "rows": r.records}
                      for r in result.reduce_results if r.path}
             report = result.report
             manifest = {
-                "date": f"{day:%Y-%m-%d}", "partitions": self.partitions,
+                "format": STORE_FORMAT, "date": f"{day:%Y-%m-%d}", "partitions": self.partitions,
                 "source": {"path": os.path.abspath(log_path), "identity": before},
                 "lines": report["lines"],
                 "corrupt_lines": report["counters"].get("corrupt_lines", 0),

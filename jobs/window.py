@@ -62,7 +62,7 @@ def run_window(task: WindowTask) -> WindowResult:
     ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10) + 1
     lengths = np.diff(ends, prepend=0)
     text_path = task.out_prefix + ".txt"
-    index_path = task.out_prefix + ".npz"
+    index_path = task.out_prefix + ".idx.tbl"
     with open(text_path, "wb") as f:
         f.write(text)
     codec.save_table(index_path, {"key": group[first], "length": lengths})

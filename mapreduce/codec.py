@@ -3,14 +3,12 @@
 * Record jobs: one ``key<TAB>value`` line per pair, both compact JSON (orjson). Compact JSON never
   holds a raw tab and a tab sorts below every byte JSON puts in a key, so sorting whole lines
   bytewise sorts them by encoded key: runs merge with ``heapq.merge`` on the lines themselves.
-* Array jobs: a table (named numpy columns) is one uncompressed ``.npz`` file; columns are stored
-  in the narrowest unsigned type that holds their values, which halves what the shuffle and the
-  store write for the usual ids and counts.
+* Array jobs: a table (named numpy columns) is one file of raw columns behind a small JSON
+  header; columns are stored in the narrowest unsigned type that holds their values, which halves
+  what the shuffle and the store write for the usual ids and counts.
 """
 from __future__ import annotations
 
-import io
-import zipfile
 import zlib
 from typing import Any, Iterable, Iterator
 
@@ -65,14 +63,28 @@ def narrowest(column: np.ndarray) -> np.ndarray:
     return column
 
 
+_TABLE_MAGIC = b"MRTABLE1"
+
+
 def save_table(path: str, table: dict[str, np.ndarray]) -> tuple[int, int]:
-    """Write a table; returns ``(bytes written, crc32 of them)``, the checksum a reader verifies."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **{name: narrowest(col) for name, col in table.items()})
-    data = buffer.getbuffer()
+    """Write a table; returns ``(bytes written, crc32 of them)``, the checksum a reader verifies.
+
+    Layout: magic, a 4-byte header length, a JSON header ``[[name, dtype, rows], ...]``, then each
+    column's raw bytes. Plain bytes rather than ``.npz``: no zip directory to build or parse, and
+    a reader maps columns straight out of the bytes it read.
+    """
+    columns = [(name, np.ascontiguousarray(narrowest(col))) for name, col in table.items()]
+    header = orjson.dumps([[name, col.dtype.str, len(col)] for name, col in columns])
+    head = _TABLE_MAGIC + len(header).to_bytes(4, "little") + header
+    crc, size = zlib.crc32(head), len(head)
     with open(path, "wb") as f:
-        f.write(data)
-    return len(data), zlib.crc32(data)
+        f.write(head)
+        for _, col in columns:
+            data = memoryview(col).cast("B")
+            f.write(data)
+            crc = zlib.crc32(data, crc)
+            size += len(data)
+    return size, crc
 
 
 class ChecksumError(Exception):
@@ -80,15 +92,26 @@ class ChecksumError(Exception):
 
 
 def load_table(path: str, crc32: int | None = None) -> dict[str, np.ndarray]:
-    """Read a table; with ``crc32``, raise :class:`ChecksumError` unless the bytes match it."""
+    """Read a table (read-only columns); with ``crc32``, raise :class:`ChecksumError` unless the
+    bytes match it."""
     with open(path, "rb") as f:
         data = f.read()
     if crc32 is not None and zlib.crc32(data) != crc32:
         raise ChecksumError(f"{path}: checksum mismatch (truncated or altered on disk)")
     try:
-        with np.load(io.BytesIO(data)) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        if data[:8] != _TABLE_MAGIC:
+            raise ValueError("not a table file")
+        header_len = int.from_bytes(data[8:12], "little")
+        offset = 12 + header_len
+        table = {}
+        for name, dtype, rows in orjson.loads(data[12:offset]):
+            col = np.frombuffer(data, dtype=np.dtype(dtype), count=rows, offset=offset)
+            table[name] = col
+            offset += col.nbytes
+        if offset != len(data):
+            raise ValueError(f"{len(data) - offset} bytes beyond the last column")
+        return table
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
         raise ChecksumError(f"{path}: unreadable table ({exc})") from exc
 
 

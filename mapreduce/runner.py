@@ -171,7 +171,7 @@ def _reduce_tasks(job_ref: str, map_results: list[MapResult], scratch: str,
     for result in map_results:
         for channel, partition, path in result.runs:
             runs.setdefault((channel, partition), []).append(path)
-    ext = "npz" if is_arrays else "jsonl"
+    ext = "tbl" if is_arrays else "jsonl"
     return [ReduceTask(job_ref, i, channel, partition, tuple(paths),
                        os.path.join(scratch, f"reduce.{channel}.p{partition:05d}.{ext}"))
             for i, ((channel, partition), paths) in enumerate(sorted(runs.items()))]
@@ -186,12 +186,12 @@ def _commit_records(results: list[ReduceResult], output: str) -> None:
 
 
 def _commit_tables(results: list[ReduceResult], scratch: str, output: str) -> None:
-    """An array job's output is a folder of ``<channel>-<partition>.npz`` tables."""
+    """An array job's output is a folder of ``<channel>-<partition>.tbl`` tables."""
     staged = os.path.join(scratch, "output")
     os.mkdir(staged)
     for r in results:
         if r.path:
-            os.replace(r.path, os.path.join(staged, f"{r.channel}-{r.partition:05d}.npz"))
+            os.replace(r.path, os.path.join(staged, f"{r.channel}-{r.partition:05d}.tbl"))
     replace_dir(staged, output)
 
 

@@ -18,6 +18,7 @@ import psutil
 
 from mapreduce import codec
 from mapreduce.job import ArrayJob, Job, load_job
+from mapreduce.memtune import release_free_memory
 from mapreduce.partition import partition_of
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, Split, iter_lines, read_blocks
 
@@ -79,10 +80,13 @@ def _worker_name() -> str:
 def run_map(task: MapTask) -> MapResult:
     job = load_job(task.job)
     started = time.perf_counter()
-    if isinstance(job, ArrayJob):
-        result = _map_arrays(job, task)
-    else:
-        result = _map_records(job, task)
+    try:
+        if isinstance(job, ArrayJob):
+            result = _map_arrays(job, task)
+        else:
+            result = _map_records(job, task)
+    finally:
+        release_free_memory()
     return MapResult(**{**result.__dict__, "seconds": time.perf_counter() - started,
                         "worker": _worker_name()})
 
@@ -161,7 +165,7 @@ def _map_arrays(job: ArrayJob, task: MapTask) -> MapResult:
                 if lo == hi:
                     continue
                 rows_p = order[lo:hi]
-                path = _run_path(task, channel, p, spills, "npz")
+                path = _run_path(task, channel, p, spills, "tbl")
                 codec.save_table(path, {n: col[rows_p] for n, col in combined.items()})
                 runs.append((channel, p, path))
         pending_bytes = 0
@@ -189,6 +193,13 @@ def _map_arrays(job: ArrayJob, task: MapTask) -> MapResult:
 def run_reduce(task: ReduceTask) -> ReduceResult:
     job = load_job(task.job)
     started = time.perf_counter()
+    try:
+        return _reduce(job, task, started)
+    finally:
+        release_free_memory()
+
+
+def _reduce(job: Job | ArrayJob, task: ReduceTask, started: float) -> ReduceResult:
     if isinstance(job, ArrayJob):
         tables = [codec.load_table(p) for p in task.inputs]
         merged = job.combine(task.channel, tables)

@@ -144,7 +144,7 @@ def test_damaged_store_table_is_recomputed_on_the_same_backend(backend, tmp_path
     out = str(tmp_path / "out")
     first = within(TIMEOUT, lambda: run_window_job(Top50(), logs, out, backend, partitions=4))
     expected = read(first["files"]["country"])
-    table = os.path.join(out, "store", "day-20240106", "country-00000.npz")
+    table = os.path.join(out, "store", "day-20240106", "country-00000.tbl")
     with open(table, "r+b") as f:
         f.seek(10)
         f.write(b"XXXX")
