@@ -80,11 +80,11 @@ class Store:
                 and manifest.get("partitions") == self.partitions
                 and manifest.get("source", {}).get("identity") == source_identity(log_path))
 
-    def tables(self, day: dt.date, channel: str) -> dict[int, tuple[str, int]]:
-        """Partition -> (path, crc32) of a day's tables of one channel."""
+    def tables(self, day: dt.date, channel: str) -> dict[int, tuple[str, int, int]]:
+        """Partition -> (path, crc32, rows) of a day's tables of one channel."""
         manifest = self.manifest(day) or {}
         folder = self.day_dir(day)
-        return {int(p): (os.path.join(folder, name), meta["crc32"])
+        return {int(p): (os.path.join(folder, name), meta["crc32"], meta["rows"])
                 for name, meta in manifest.get("files", {}).items()
                 if name.startswith(channel + "-") for p in [name[len(channel) + 1:-4]]}
 

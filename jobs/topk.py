@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
 import shutil
 import time
@@ -32,6 +33,8 @@ from jobs.window import WindowTask, merge_partitions, run_window
 
 log = logging.getLogger(__name__)
 CHANNELS = ("country", "user")
+#: rows a window task sums at most (about 250 MB of working memory at this size)
+MAX_WINDOW_ROWS = 3_000_000
 
 
 class WindowJob:
@@ -212,14 +215,22 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
 
 def _window_tasks(job: WindowJob, store: Store, present: list[dt.date],
                   scratch: str) -> list[WindowTask]:
+    """One task per (channel, partition), or several when a partition holds more rows than a
+    task may (days much larger than the store was sized for, or a long window): each then
+    keeps the groups of one slice of a second hash, so memory stays bounded."""
     tasks = []
     for channel in CHANNELS:
         per_day = [store.tables(d, channel) for d in present]
         for p in range(store.partitions):
-            inputs = tuple(t[p] for t in per_day if p in t)
-            if inputs:
+            found = [t[p] for t in per_day if p in t]
+            if not found:
+                continue
+            inputs = tuple((path, crc) for path, crc, _ in found)
+            slices = max(1, math.ceil(sum(rows for *_, rows in found) / MAX_WINDOW_ROWS))
+            for s in range(slices):
                 tasks.append(WindowTask(channel, p, inputs, job.top,
-                                        os.path.join(scratch, f"{channel}-{p:05d}")))
+                                        os.path.join(scratch, f"{channel}-{p:05d}-{s:03d}"),
+                                        slice_index=s, slices=slices))
     return tasks
 
 

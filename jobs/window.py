@@ -15,10 +15,12 @@ from typing import BinaryIO
 import numpy as np
 
 from mapreduce import codec
+from mapreduce.partition import mix64
 from mapreduce.textcols import Fixed, Int, Text, format_rows
 from jobs.aggregate import sum_by_key, top_k
 from jobs.listens import COUNTRY_BYTES
 
+_SLICE_SALT = np.uint64(0x5851F42D4C957F2D)
 MERGE_CHUNK_BYTES = 4 * 1024 * 1024  # the gather index costs 4 bytes per byte of a chunk
 
 
@@ -29,6 +31,8 @@ class WindowTask:
     inputs: tuple[tuple[str, int], ...]     # (table path, crc32), one per day present
     top: int
     out_prefix: str
+    slice_index: int = 0   # this task keeps the groups whose second hash is slice_index
+    slices: int = 1        # of slices
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class WindowResult:
 def run_window(task: WindowTask) -> WindowResult:
     started = time.perf_counter()
     tables = [codec.load_table(path, crc) for path, crc in task.inputs]
+    if task.slices > 1:
+        tables = [_slice(t, task.slice_index, task.slices) for t in tables]
     summed = sum_by_key(None, None, tables=tables)
     del tables
     best, rank = top_k(summed, task.top)
@@ -68,6 +74,12 @@ def run_window(task: WindowTask) -> WindowResult:
     codec.save_table(index_path, {"key": group[first], "length": lengths})
     return WindowResult(task.channel, task.partition, text_path, index_path, int(first.sum()), n,
                         time.perf_counter() - started)
+
+
+def _slice(table: dict[str, np.ndarray], index: int, slices: int) -> dict[str, np.ndarray]:
+    """The rows whose group falls in one slice; a second hash, independent of the partition's."""
+    keep = (mix64(table["group"].astype(np.uint64) ^ _SLICE_SALT) % np.uint64(slices)) == index
+    return {name: col[keep] for name, col in table.items()}
 
 
 def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:

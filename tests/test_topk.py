@@ -191,3 +191,15 @@ def test_other_names_are_ignored_with_a_warning(tmp_path, caplog):
     for name in ("listen-20231345.log", "notes.txt", "sub"):
         assert err.count(f"ignoring {logs / name}") == 1
     assert (out / "country_top50_20240107.txt").read_text() == "FR|1:1\n"
+
+
+def test_partitions_too_large_for_one_task_are_sliced(tmp_path, backend, monkeypatch):
+    import jobs.topk
+
+    monkeypatch.setattr(jobs.topk, "MAX_WINDOW_ROWS", 300)
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    generate(str(logs), days=3, lines_per_day=3000, end=DAY)
+    run_window_job(Top50(), str(logs), str(out), backend, partitions=2)
+    country, user = reference_files(str(logs), DAY, 7, 50)
+    assert (out / "country_top50_20240107.txt").read_text() == country
+    assert (out / "user_top50_20240107.txt").read_text() == user
