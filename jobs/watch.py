@@ -1,0 +1,409 @@
+"""``mapreduce watch``: a daemon that keeps the top-K files current as logs arrive.
+
+    LOGS ──watchdog events──▶ Arrivals (is the log complete yet?) ──ready/gone──┐
+      │                                                                         ▼
+      └──scan at start and after each change──▶ Planner: stale dates, oldest first
+                                                   │ one at a time
+                                                   ▼
+                          run_window_job(date=D)  (store lock; atomic files in OUT)
+                                                   │
+                                                   ▼
+                          OUT/country_top50_D.txt, user_top50_D.txt, top50_D.summary.json
+
+Which dates: every date that has a log (from ``--since`` on, if given) whose files are missing
+or stale, where stale means a log of its window is new, changed, removed or was reduced again
+(see jobs.watch_plan). The decision reads only files, so after ``kill -9`` a restart finishes
+what was cut short and writes what an uninterrupted run would have written.
+
+Signals: SIGTERM or SIGINT stops taking work; a run in progress is cancelled (its temporary
+files are removed; its outputs were never touched, being written by rename), and the daemon
+exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import queue
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mapreduce.cli import add_run_options, backend_from_args
+from mapreduce.errors import JobError, UsageError
+from mapreduce.executors import Backend
+from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
+from jobs.listens import log_date
+from jobs.store import DEFAULT_PARTITIONS, LockBusy, Store
+from jobs.topk import WindowJob, check_folders, parse_date, run_window_job
+from jobs.watch_events import Arrivals, Change, start_observer
+from jobs.watch_plan import Planner, Stale, scan_folder
+
+log = logging.getLogger(__name__)
+
+TICK = 0.25          # seconds between looks at the stop flag while idle
+LOCK_POLL = 0.5      # seconds between tries of a store lock another job holds
+HOW = {"moved_in": "renamed into place", "closed": "closed by its writer",
+       "attrib": "permissions or times changed", "settled": "unchanged for the quiet period"}
+
+
+class Stop(BaseException):
+    """Raised once, by the signal handler, into a run in progress: cancels it. A BaseException,
+    so the engine's ``except Exception`` paths pass it on after their cleanup."""
+
+
+@dataclass
+class WatchConfig:
+    logs: str
+    out: str
+    store: str
+    job: WindowJob
+    quiet_period: float = 10.0
+    retry_seconds: float = 30.0
+    since: dt.date | None = None
+    no_wait: bool = False
+    polling: bool = False
+    partitions: int = DEFAULT_PARTITIONS
+    split_size: int = 64 << 20
+
+
+def _fields(**kw: Any) -> dict[str, Any]:
+    return {"fields": kw}
+
+
+def remove_own_temps(folder: str) -> None:
+    """Temporary names carry the writer's pid, and the cleaner spares live pids, ours included;
+    outside a run, any temporary file with our pid is garbage (a cancelled cleanup, or a dead
+    earlier process that had the same pid)."""
+    mark = f"{TEMP_MARK}{os.getpid()}-"
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(".") and mark in name:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
+
+class Daemon:
+    def __init__(self, cfg: WatchConfig, backend: Backend) -> None:
+        self.cfg, self.backend = cfg, backend
+        self.store = Store(cfg.store, cfg.partitions)
+        self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since)
+        self.changes: queue.Queue[Change] = queue.Queue()
+        self.stopping = False
+        self._in_run = False
+        self._cancelled = False
+        self.retry_at: dict[dt.date, float] = {}     # failed dates wait until then
+        self.next_retry: float | None = None         # when to look again at failures
+        self.reported_unreadable: dict[str, str] = {}
+        self.deferred: set[dt.date] = set()
+        self._news = False  # a log became complete or went away since the last plan
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # no logging here: the interrupted code may hold the logging lock
+        self.stopping = True
+        if self._in_run and not self._cancelled:
+            self._cancelled = True
+            raise Stop(signal.Signals(signum).name)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self._start_clean()
+        # watch first, then scan: a log arriving in between is seen by one or the other
+        observer, close_events = start_observer(self.cfg.logs, self.changes,
+                                                polling=self.cfg.polling)
+        self.arrivals = Arrivals(self.cfg.logs, self.cfg.quiet_period, close_events)
+        log.info("watching %s: window %d days, top %d, out %s, store %s, %s, %s",
+                 self.cfg.logs, self.cfg.job.days, self.cfg.job.top, self.cfg.out,
+                 self.store.root, type(observer).__name__,
+                 "close events" if close_events else f"quiet period {self.cfg.quiet_period:g}s",
+                 extra=_fields(event="start", pid=os.getpid(), **self.backend.describe()))
+        try:
+            self._scan_existing()
+            self._loop()
+            log.info("stopping on a signal", extra=_fields(event="stop"))
+        except Stop as stop:
+            log.info("stopping on %s: the run in progress was cancelled", stop,
+                     extra=_fields(event="stop", cancelled=True))
+        finally:
+            observer.stop()
+            observer.join(timeout=10)
+            for folder in (self.cfg.out, self.store.root):
+                remove_own_temps(folder)
+        return 0
+
+    def _start_clean(self) -> None:
+        for folder in (self.cfg.out, self.store.root):
+            remove_own_temps(folder)
+        try:
+            with self.store.locked(wait=False):  # also clears dead runs' temporaries in STORE
+                remove_stale_temps(self.cfg.out)
+        except LockBusy as exc:
+            if self.cfg.no_wait:
+                raise JobError(f"--no-wait: {str(exc).split(';')[0]}; not starting") from None
+            log.info("%s; each run waits for it", str(exc).split(";")[0],
+                     extra=_fields(event="lock_wait"))
+
+    def _scan_existing(self) -> None:
+        logs, others = scan_folder(self.cfg.logs)
+        for name in others:
+            self._ignore(name)
+        for path in logs.values():
+            if self.arrivals.add_existing(os.path.basename(path)):
+                log.info("%s changed within the last %gs; waiting until it stays unchanged",
+                         path, self.cfg.quiet_period,
+                         extra=_fields(event="pending", log=os.path.basename(path)))
+
+    # -- main loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        todo: list[Stale] = []
+        dirty, idle_said = True, False  # dirty at start: the catch-up
+        while not self.stopping:
+            busy = bool(todo) or dirty
+            if not busy and not idle_said:  # said before waiting, so a reader knows we wait
+                idle_said = True
+                log.info("up to date; %d date(s) waiting for a log to be complete or readable",
+                         len(self.deferred), extra=_fields(
+                             event="idle", deferred=sorted(f"{d:%Y-%m-%d}" for d in self.deferred)))
+            dirty |= self._take_changes(0.0 if busy else self._idle_wait())
+            if self.stopping:
+                break
+            if dirty:
+                todo, dirty = self._plan(), False
+                if self._news:  # one "up to date" line per batch of changes, not per retry
+                    idle_said, self._news = False, False
+            if todo:
+                self._run(todo.pop(0))
+                idle_said = False
+
+    def _idle_wait(self) -> float:
+        waits = [3600.0]
+        settle = self.arrivals.next_check()
+        if settle is not None:
+            waits.append(settle)
+        if self.next_retry is not None:
+            waits.append(self.next_retry - time.monotonic())
+        return max(0.0, min(waits))
+
+    def _take_changes(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for events, take all queued; True when a plan is due."""
+        end = time.monotonic() + timeout
+        due = False
+        while not self.stopping:
+            try:
+                change = self.changes.get(timeout=min(TICK, max(0.0, end - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= end:
+                    break
+                continue
+            due |= self._on_change(change)
+            end = 0.0  # something arrived: take whatever else is queued, then act
+        for name, outcome in self.arrivals.poll():
+            due |= self._report(Change("settled", name), outcome)
+        if self.next_retry is not None and time.monotonic() >= self.next_retry:
+            self.next_retry, due = None, True
+        return due
+
+    def _on_change(self, change: Change) -> bool:
+        if log_date(change.name) is None:
+            self._ignore(change.name)
+            return False
+        self.planner.forget(os.path.join(self.cfg.logs, change.name))
+        return self._report(change, self.arrivals.note(change))
+
+    def _report(self, change: Change, outcome: str | None) -> bool:
+        path = os.path.join(self.cfg.logs, change.name)
+        fields = _fields(event=outcome, log=change.name, how=change.kind)
+        if outcome == "pending":
+            log.info("%s is being written; waiting until it is complete", path, extra=fields)
+        elif outcome == "ready":
+            log.info("%s is complete (%s)", path, HOW.get(change.kind, change.kind), extra=fields)
+        elif outcome == "gone":
+            log.info("%s is gone", path, extra=fields)
+        if outcome in ("ready", "gone"):
+            self.retry_at.clear()  # news: failed dates may succeed now
+            self._news = True
+            return True
+        return False
+
+    def _ignore(self, name: str) -> None:
+        # same wording as jobs.topk.scan_logs, so the once-filter merges the two
+        log.warning("ignoring %s: not a listen-YYYYMMDD.log name with a real date",
+                    os.path.join(self.cfg.logs, name), extra=_fields(event="ignored", name=name))
+
+    # -- planning and running --------------------------------------------------------------
+    def _plan(self) -> list[Stale]:
+        try:
+            logs, others = scan_folder(self.cfg.logs)
+        except OSError as exc:
+            self._retry_later(f"cannot list {self.cfg.logs}: {exc.strerror or exc}")
+            return []
+        for name in others:
+            self._ignore(name)
+        blocked = {d for d in map(log_date, self.arrivals.pending) if d is not None}
+        stale, self.deferred = self.planner.plan(logs, blocked)
+        present = set(logs.values())
+        for path in [p for p in self.planner.unreadable if p not in present]:
+            del self.planner.unreadable[path]
+        self._report_unreadable()
+        now = time.monotonic()
+        return [s for s in stale if self.retry_at.get(s.date, 0.0) <= now]
+
+    def _report_unreadable(self) -> None:
+        for path, reason in self.planner.unreadable.items():
+            if self.reported_unreadable.get(path) != reason:
+                log.warning("cannot read %s: %s; the dates whose window holds it wait; retrying "
+                            "every %gs", path, reason, self.cfg.retry_seconds,
+                            extra=_fields(event="unreadable", log=os.path.basename(path),
+                                          reason=reason))
+        for path in set(self.reported_unreadable) - set(self.planner.unreadable):
+            log.info("%s can be read again", path,
+                     extra=_fields(event="readable", log=os.path.basename(path)))
+        self.reported_unreadable = dict(self.planner.unreadable)
+        if self.planner.unreadable:
+            self._retry_later(None)
+
+    def _retry_later(self, message: str | None, day: dt.date | None = None) -> None:
+        at = time.monotonic() + self.cfg.retry_seconds
+        if day is not None:
+            self.retry_at[day] = at
+        self.next_retry = min(self.next_retry or at, at)
+        if message:
+            log.error("%s; retrying in %gs", message, self.cfg.retry_seconds,
+                      extra=_fields(event="failed", date=day and f"{day:%Y-%m-%d}",
+                                    error=message))
+
+    def _run(self, item: Stale) -> None:
+        started = time.monotonic()
+        try:
+            summary = self._attempt(item.date)
+        except (JobError, UsageError, OSError) as exc:
+            return self._failed(item.date, str(exc) if not isinstance(exc, OSError) else
+                                f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the daemon; logged whole
+            log.exception("run of %s failed unexpectedly", item.date)
+            return self._failed(item.date, f"{type(exc).__name__}: {exc}")
+        self.retry_at.pop(item.date, None)
+        fresh = [info for info in summary["days"].values() if not info["cached"]]
+        files = [os.path.basename(p) for p in summary["files"].values()]
+        day = f"{item.date:%Y-%m-%d}"
+        lines_read = summary["input_lines_read"]
+        corrupt = sum(info["corrupt_lines"] for info in fresh)
+        seconds = time.monotonic() - started
+        log.info("computed %s in %.2fs (%s): %d lines read, %d corrupt, wrote %s", day, seconds,
+                 item.reason, lines_read, corrupt, " ".join(files), extra=_fields(
+                     event="run", date=day, seconds=round(seconds, 3), reason=item.reason,
+                     lines_read=lines_read, corrupt_lines=corrupt,
+                     window_corrupt_lines=sum(summary["corrupt_lines"].values()),
+                     days_reduced=[d for d, i in summary["days"].items() if not i["cached"]],
+                     files=files))
+
+    def _attempt(self, day: dt.date) -> dict[str, Any]:
+        """One run for ``day``, waiting (interruptibly) for a store lock another job holds."""
+        self._in_run = True
+        try:
+            if self.stopping:  # a signal came just before: do not start
+                raise Stop("signal")
+            said = False
+            while True:
+                try:
+                    return run_window_job(self.cfg.job, self.cfg.logs, self.cfg.out,
+                                          self.backend, date=day, store=self.store.root,
+                                          quiet=True, wait=False, partitions=self.cfg.partitions,
+                                          split_size=self.cfg.split_size)
+                except LockBusy as exc:
+                    # polled, not a blocking flock: a signal must be able to stop the wait
+                    if not said:
+                        said = True
+                        log.info("%s; waiting for it", str(exc).split(";")[0],
+                                 extra=_fields(event="lock_wait", date=f"{day:%Y-%m-%d}"))
+                    time.sleep(LOCK_POLL)
+        finally:
+            self._in_run = False
+
+    def _failed(self, day: dt.date, message: str) -> None:
+        try:
+            self.backend.renew()  # a failed stage shut the pool down
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not restart the workers: %s", exc)
+        self._retry_later(f"run of {day:%Y-%m-%d} failed: {message}", day)
+
+
+# -- command line ----------------------------------------------------------------------------
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "watch", help="daemon: keep the top-K files current as logs arrive",
+        description="Watch a logs folder and compute the window files of every date whose "
+        "files are missing or stale, oldest first, then each time a log is complete. "
+        "Stops cleanly on SIGTERM or SIGINT (exit 0). See docs/watch.md.",
+        epilog="example:\n  mapreduce watch --logs logs --out out --workers 2 "
+        "--log-file watch.log --log-format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--logs", required=True, help="folder of listen-YYYYMMDD.log files")
+    p.add_argument("--out", required=True, help="folder for the top files and the summaries")
+    p.add_argument("--store", default=None, help="daily reductions cache (default: OUT/store)")
+    p.add_argument("--days", type=int, default=7, help="window length in days (default 7)")
+    p.add_argument("--top", type=int, default=50, help="songs kept per group (default 50)")
+    p.add_argument("--since", default=None,
+                   help="compute no date before this one, YYYYMMDD (default: every log's date)")
+    p.add_argument("--quiet-period", type=positive_float, default=10.0, metavar="SECONDS",
+                   help="without close events: a log is complete once unchanged this long "
+                        "(default 10)")
+    p.add_argument("--retry-seconds", type=positive_float, default=30.0, metavar="SECONDS",
+                   help="wait before retrying a failed run or an unreadable log (default 30)")
+    p.add_argument("--polling", action="store_true",
+                   help="poll the folder instead of kernel events (network filesystems)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="exit at once if another job holds the store's lock at start")
+    p.add_argument("--log-file", default=None, help="also log to this file (rotated at 10 MiB)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="text lines (default) or JSON lines")
+    add_run_options(p, reducers_help="partitions of a new store (default 64)")
+    p.set_defaults(handler=cmd_watch)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from jobs.watch_log import setup_logging
+
+    job = WindowJob(args.days, args.top)
+    try:
+        since = parse_date(args.since) if args.since else None
+    except UsageError:
+        raise UsageError(f"--since {args.since!r} is not a real date as YYYYMMDD") from None
+    check_folders(args.logs, args.out)
+    if args.log_file:
+        folder = os.path.dirname(os.path.abspath(args.log_file))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"--log-file: folder {folder} does not exist or is not writable")
+    setup_logging(args.log_format, args.log_file, getattr(args, "verbose", False))
+    cfg = WatchConfig(logs=args.logs, out=args.out,
+                      store=args.store or os.path.join(args.out, "store"), job=job,
+                      quiet_period=args.quiet_period, retry_seconds=args.retry_seconds,
+                      since=since, no_wait=args.no_wait, polling=args.polling,
+                      partitions=args.reducers or DEFAULT_PARTITIONS, split_size=args.split_size)
+    with backend_from_args(args) as backend:
+        return Daemon(cfg, backend).run()
