@@ -261,16 +261,20 @@ def test_older_day_recomputes_the_windows_that_hold_it(tmp_path, daemons):
     assert w.stop() == 0
 
 
-def test_sigkill_mid_reduction_then_restart_loses_nothing(tmp_path, daemons):
+@pytest.mark.parametrize("stage", ["reduction", "window"])
+def test_sigkill_mid_run_then_restart_loses_nothing(tmp_path, daemons, stage):
     days = [day(-1), day(0)]
     make_logs(tmp_path / "logs", days)
-    w = daemons(tmp_path, executor="local")
-    store = w.out / "store"
-    wait_until(lambda: store.is_dir() and temps(store), "a reduction in progress",
-               timeout=60, daemon=w)
+    w = daemons(tmp_path, executor="local")  # a worker process: runs long enough to hit
+
+    def in_progress() -> bool:
+        if stage == "reduction":  # a day's staging folder in the store
+            return (w.out / "store").is_dir() and bool(temps(w.out / "store"))
+        return w.out.is_dir() and any(".tmp-" in n for n in os.listdir(w.out))  # scratch
+
+    wait_until(in_progress, f"a {stage} in progress", timeout=60, daemon=w)
     w.proc.kill()
     w.proc.wait(timeout=10)
-    assert not (w.out / f"top50_{day(0):%Y%m%d}.summary.json").exists()
     again = daemons(tmp_path, name="again")
     again.wait_idle()
     for d in days:
@@ -331,3 +335,23 @@ def test_no_wait_exits_1_when_the_store_is_locked_at_start(tmp_path, daemons):
         assert w.proc.wait(timeout=30) == 1
     err = w.stderr_text().strip().splitlines()
     assert err[-1].startswith("error: --no-wait: another job") and len(err) == 1, err
+
+
+def test_unreadable_log_is_reported_once_and_retried(tmp_path, daemons):
+    make_logs(tmp_path / "logs", [day(-1)])
+    bad = tmp_path / "logs" / f"listen-{day(0):%Y%m%d}.log"
+    bad.mkdir()  # a log name that cannot be read as a file (root reads any mode)
+    w = daemons(tmp_path)  # --retry-seconds 1
+    w.wait_idle()
+    assert w.runs() == [iso(day(-1))]
+    assert w.events("idle")[0]["deferred"] == [iso(day(0))]
+    time.sleep(2.5)  # a few retries: still alive, and said once
+    assert w.proc.poll() is None
+    assert [e["log"] for e in w.events("unreadable")] == [bad.name]
+    bad.rmdir()
+    drop_by_rename(w.logs, day(0))
+    w.wait_runs(2)
+    assert w.runs() == [iso(day(-1)), iso(day(0))]
+    assert w.events("readable")
+    assert_matches_oracle(w.logs, w.out, day(0))
+    assert w.stop() == 0
