@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TICK = 0.25          # seconds between looks at the stop flag while idle
 LOCK_POLL = 0.5      # seconds between tries of a store lock another job holds
+IDLE_CHECK = 5.0     # seconds between looks at the logs folder itself while nothing happens
 HOW = {"moved_in": "renamed into place", "closed": "closed by its writer",
        "attrib": "permissions or times changed", "settled": "unchanged for the quiet period"}
 
@@ -72,6 +73,14 @@ class WatchConfig:
 
 def _fields(**kw: Any) -> dict[str, Any]:
     return {"fields": kw}
+
+
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def remove_own_temps(folder: str) -> None:
@@ -109,6 +118,10 @@ class Daemon:
         self.reported_unreadable: dict[str, str] = {}
         self.deferred: set[dt.date] = set()
         self._news = False  # a log became complete or went away since the last plan
+        #: name -> (inode, size, mtime) when last seen complete: a log found otherwise at a scan
+        #: changed after that, its event not yet taken, so it is pending, not used
+        self.complete: dict[str, tuple[int, int, int]] = {}
+        self._folder_id: tuple[int, int] | None = None
 
     # -- signals ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -159,14 +172,35 @@ class Daemon:
                      extra=_fields(event="lock_wait"))
 
     def _scan_existing(self) -> None:
+        st = os.stat(self.cfg.logs)
+        self._folder_id = (st.st_dev, st.st_ino)
         logs, others = scan_folder(self.cfg.logs)
         for name in others:
             self._ignore(name)
         for path in logs.values():
-            if self.arrivals.add_existing(os.path.basename(path)):
+            name = os.path.basename(path)
+            if self.arrivals.add_existing(name):
                 log.info("%s changed within the last %gs; waiting until it stays unchanged",
-                         path, self.cfg.quiet_period,
-                         extra=_fields(event="pending", log=os.path.basename(path)))
+                         path, self.cfg.quiet_period, extra=_fields(event="pending", log=name))
+            else:
+                self._seen_complete(name)
+
+    def _seen_complete(self, name: str) -> None:
+        key = _file_key(os.path.join(self.cfg.logs, name))
+        if key is not None:
+            self.complete[name] = key
+
+    def _check_folder(self) -> None:
+        """The watch is on the folder's inode: if the folder is removed or replaced, no event
+        will ever come again. Exit (1) so that a supervisor restarts on the new folder."""
+        try:
+            st = os.stat(self.cfg.logs)
+            same = (st.st_dev, st.st_ino) == self._folder_id
+        except OSError:
+            same = False
+        if not same:
+            raise JobError(f"logs folder {self.cfg.logs} was removed or replaced; exiting so "
+                           "that a restart watches it again")
 
     # -- main loop -------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -191,7 +225,7 @@ class Daemon:
                 idle_said = False
 
     def _idle_wait(self) -> float:
-        waits = [3600.0]
+        waits = [IDLE_CHECK]
         settle = self.arrivals.next_check()
         if settle is not None:
             waits.append(settle)
@@ -216,6 +250,7 @@ class Daemon:
             due |= self._report(Change("settled", name), outcome)
         if self.next_retry is not None and time.monotonic() >= self.next_retry:
             self.next_retry, due = None, True
+        self._check_folder()
         return due
 
     def _on_change(self, change: Change) -> bool:
@@ -234,6 +269,10 @@ class Daemon:
             log.info("%s is complete (%s)", path, HOW.get(change.kind, change.kind), extra=fields)
         elif outcome == "gone":
             log.info("%s is gone", path, extra=fields)
+        if outcome == "ready":
+            self._seen_complete(change.name)
+        elif outcome == "gone":
+            self.complete.pop(change.name, None)
         if outcome in ("ready", "gone"):
             self.retry_at.clear()  # news: failed dates may succeed now
             self._news = True
@@ -254,6 +293,13 @@ class Daemon:
             return []
         for name in others:
             self._ignore(name)
+        for path in logs.values():
+            name = os.path.basename(path)
+            key = _file_key(path)
+            if name not in self.arrivals.pending and key and self.complete.get(name) != key:
+                self.arrivals.suspect(name)
+                log.info("%s changed with no event seen yet; waiting until it is complete", path,
+                         extra=_fields(event="pending", log=name, how="scan"))
         blocked = {d for d in map(log_date, self.arrivals.pending) if d is not None}
         stale, self.deferred = self.planner.plan(logs, blocked)
         present = set(logs.values())

@@ -12,9 +12,9 @@ A log is complete when:
   * it was written in place and its writer closed it (inotify close-write, Linux only);
   * it appeared with nothing written to it (a hard link) and stayed unchanged for the quiet
     period, since no close event will follow;
-  * where there are no close events (polling, macOS, Windows), or for a file already there at
-    start that changed within the quiet period: once its size and mtime stay unchanged for the
-    quiet period.
+  * where there are no close events (polling, macOS, Windows), for a file already there at
+    start that changed within the quiet period, or for one found changed with no event seen:
+    once its size and mtime stay unchanged for the quiet period.
 While a log is pending, every date whose window holds it waits, so a half-written log is never
 reduced and cached.
 """
@@ -128,6 +128,11 @@ class Arrivals:
             return False
         self.pending[name] = _Pending(time.monotonic(), snap)
         return True
+
+    def suspect(self, name: str) -> None:
+        """A log that changed with no event seen yet (the event is still on its way, or the
+        filesystem sends none): pending until its events or the quiet period settle it."""
+        self.pending.setdefault(name, _Pending(time.monotonic(), self._snapshot(name)))
 
     def note(self, change: Change) -> str | None:
         """Take one event for a log name; returns "ready", "gone", "pending" (newly), or None."""

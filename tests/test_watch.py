@@ -355,3 +355,14 @@ def test_unreadable_log_is_reported_once_and_retried(tmp_path, daemons):
     assert w.events("readable")
     assert_matches_oracle(w.logs, w.out, day(0))
     assert w.stop() == 0
+
+
+def test_replaced_logs_folder_exits_1_for_a_restart(tmp_path, daemons):
+    make_logs(tmp_path / "logs", [day(0)])
+    w = daemons(tmp_path)
+    w.wait_idle()
+    os.rename(w.logs, tmp_path / "logs.old")  # the watch follows the old folder's inode
+    w.logs.mkdir()
+    assert w.proc.wait(timeout=20) == 1
+    assert "was removed or replaced" in w.stderr_text().strip().splitlines()[-1]
+    assert temps(w.out) == []
