@@ -1,10 +1,10 @@
 """File events for the watch daemon, and the rule for when a log file is complete.
 
     watchdog observer thread ──Change(kind, name)──▶ queue.Queue ──▶ daemon (main thread)
-                                                                     │
-                                                   Arrivals.note() / Arrivals.poll()
-                                                                     ▼
-                                     "ready" (complete), "gone", or still pending
+                                                                    │
+                                                  Arrivals.note() / Arrivals.poll()
+                                                                    ▼
+                                    "ready" (complete), "gone", or still pending
 
 A log is complete when:
   * it was renamed into the folder (``mv listen-X.log.tmp listen-X.log``, or from another folder
@@ -20,7 +20,6 @@ reduced and cached.
 """
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import time
@@ -30,8 +29,6 @@ from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent
                              FileModifiedEvent, FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
 from watchdog.observers.api import BaseObserver
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ class Planner:
         self.unreadable.pop(path, None)
         return ident
 
-    def plan(self, logs: dict[dt.date, str], blocked: set[dt.date]) -> tuple[list[Stale], set[dt.date]]:
+    def plan(self, logs: dict[dt.date, str],
+             blocked: set[dt.date]) -> tuple[list[Stale], set[dt.date]]:
         """Stale target dates, oldest first, and the target dates deferred (a day of their window
         is ``blocked``: still being written, or unreadable)."""
         stale, deferred = [], set()
