@@ -30,6 +30,7 @@ from typing import Any
 from mapreduce.errors import JobError, UsageError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
+from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from jobs.listens import log_date
 from jobs.store import DEFAULT_PARTITIONS, LockBusy, Store
 from jobs.topk import WindowJob, run_window_job
@@ -62,7 +63,7 @@ class WatchConfig:
     no_wait: bool = False
     polling: bool = False
     partitions: int = DEFAULT_PARTITIONS
-    split_size: int = 64 << 20
+    split_size: int = DEFAULT_SPLIT_SIZE
 
 
 def _fields(**kw: Any) -> dict[str, Any]:
@@ -100,13 +101,16 @@ def remove_own_temps(folder: str) -> None:
 
 class Daemon:
     def __init__(self, cfg: WatchConfig, backend: Backend) -> None:
+        self.stopping = False
+        self._in_run = False
+        self._cancelled = False
+        # first of all: from here on a signal stops the daemon between two steps
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
         self.cfg, self.backend = cfg, backend
         self.store = Store(cfg.store, cfg.partitions)
         self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since)
         self.changes: queue.Queue[Change] = queue.Queue()
-        self.stopping = False
-        self._in_run = False
-        self._cancelled = False
         self.retry_at: dict[dt.date, float] = {}     # failed dates wait until then
         self.next_retry: float | None = None         # when to look again at failures
         self.reported_unreadable: dict[str, str] = {}
@@ -127,9 +131,9 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
         self._start_clean()
+        st = os.stat(self.cfg.logs)  # the folder the watch will be on (see _check_folder)
+        self._folder_id = (st.st_dev, st.st_ino)
         # watch first, then scan: a log arriving in between is seen by one or the other
         observer, close_events = start_observer(self.cfg.logs, self.changes,
                                                 polling=self.cfg.polling)
@@ -166,8 +170,6 @@ class Daemon:
                      extra=_fields(event="lock_wait"))
 
     def _scan_existing(self) -> None:
-        st = os.stat(self.cfg.logs)
-        self._folder_id = (st.st_dev, st.st_ino)
         logs, others = scan_folder(self.cfg.logs)
         for name in others:
             self._ignore(name)

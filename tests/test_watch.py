@@ -72,7 +72,7 @@ def drop_by_rename(logs: Path, d: dt.date, data: bytes | None = None) -> None:
 
 
 def wait_until(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT,
-               daemon: Daemon | None = None) -> Any:
+               daemon: Daemon | None = None, poll: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = cond()
@@ -81,7 +81,7 @@ def wait_until(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT,
         if daemon is not None and daemon.proc.poll() is not None:
             raise AssertionError(f"daemon exited ({daemon.proc.returncode}) waiting for {what}:"
                                  f"\n{daemon.stderr_text()}")
-        time.sleep(0.05)
+        time.sleep(poll)
     tail = daemon.stderr_text()[-3000:] if daemon else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tail}")
 
@@ -261,20 +261,31 @@ def test_older_day_recomputes_the_windows_that_hold_it(tmp_path, daemons):
     assert w.stop() == 0
 
 
+# A worker process, 64 partitions and small splits: each stage is a few hundred task round trips
+# (tenths of a second), long enough to be caught by a 5 ms poll however loaded the machine is.
+SLOW_RUN = ("--reducers", "64", "--split-size", "4k")
+
+
+def in_progress(folder: Path, prefix: str = ".") -> bool:
+    """A temporary name at the top of ``folder``: a store's day staging (``.day-``), or OUT's
+    window scratch and files being written."""
+    try:
+        return any(n.startswith(prefix) and ".tmp-" in n for n in os.listdir(folder))
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.parametrize("stage", ["reduction", "window"])
 def test_sigkill_mid_run_then_restart_loses_nothing(tmp_path, daemons, stage):
-    days = [day(-1), day(0)]
+    days = [day(-2), day(-1), day(0)]
     make_logs(tmp_path / "logs", days)
-    w = daemons(tmp_path, executor="local")  # a worker process: runs long enough to hit
-
-    def in_progress() -> bool:
-        if stage == "reduction":  # a day's staging folder in the store
-            return (w.out / "store").is_dir() and bool(temps(w.out / "store"))
-        return w.out.is_dir() and any(".tmp-" in n for n in os.listdir(w.out))  # scratch
-
-    wait_until(in_progress, f"a {stage} in progress", timeout=60, daemon=w)
+    w = daemons(tmp_path, *SLOW_RUN, executor="local")
+    folder, prefix = (w.out / "store", ".day-") if stage == "reduction" else (w.out, ".")
+    wait_until(lambda: in_progress(folder, prefix), f"a {stage} in progress", timeout=60,
+               daemon=w, poll=0.005)
     w.proc.kill()
     w.proc.wait(timeout=10)
+    assert w.runs() != [iso(d) for d in days]  # it was cut short
     again = daemons(tmp_path, name="again")
     again.wait_idle()
     for d in days:
@@ -285,10 +296,9 @@ def test_sigkill_mid_run_then_restart_loses_nothing(tmp_path, daemons, stage):
 
 def test_sigterm_during_a_run_exits_0_and_leaves_no_temporary_file(tmp_path, daemons):
     make_logs(tmp_path / "logs", [day(0)])
-    w = daemons(tmp_path, executor="local")
-    store = w.out / "store"
-    wait_until(lambda: store.is_dir() and temps(store), "a reduction in progress",
-               timeout=60, daemon=w)
+    w = daemons(tmp_path, *SLOW_RUN, executor="local")
+    wait_until(lambda: in_progress(w.out / "store", ".day-"), "a reduction in progress",
+               timeout=60, daemon=w, poll=0.005)
     assert w.stop() == 0
     assert temps(w.out) == []
     assert w.events("stop")
