@@ -206,9 +206,11 @@ class Daemon:
             busy = bool(todo) or dirty
             if not busy and not idle_said:  # said before waiting, so a reader knows we wait
                 idle_said = True
-                log.info("up to date; %d date(s) waiting for a log to be complete or readable",
-                         len(self.deferred), extra=_fields(
-                             event="idle", deferred=sorted(f"{d:%Y-%m-%d}" for d in self.deferred)))
+                retry = sorted(f"{d:%Y-%m-%d}" for d in self.retry_at)
+                log.info("waiting for logs; %d date(s) wait for a log to be complete or "
+                         "readable, %d failed date(s) to retry", len(self.deferred), len(retry),
+                         extra=_fields(event="idle", retry=retry, deferred=sorted(
+                             f"{d:%Y-%m-%d}" for d in self.deferred)))
             dirty |= self._take_changes(0.0 if busy else self._idle_wait())
             if self.stopping:
                 break
