@@ -20,7 +20,7 @@ log = logging.getLogger("mapreduce")
 
 #: modules that add a command: each has ``register(subparsers)`` setting ``handler`` to a
 #: function ``(args) -> exit code`` that raises UsageError / JobError like the commands here
-COMMAND_MODULES: tuple[str, ...] = ("jobs.bench",)
+COMMAND_MODULES: tuple[str, ...] = ("jobs.watch", "jobs.bench")
 
 EXAMPLES = """\
 examples:

@@ -1,0 +1,387 @@
+"""The watch daemon's loop: events in, one window run at a time out.
+
+    LOGS ──watchdog events──▶ Arrivals (is the log complete yet?) ──ready/gone──┐
+      │                                                                        ▼
+      └──scan at start and after each change──▶ Planner: stale dates, oldest first
+                                                   │ one at a time
+                                                   ▼
+                          run_window_job(date=D)  (store lock; atomic files in OUT)
+                                                   │
+                                                   ▼
+                          OUT/country_top50_D.txt, user_top50_D.txt, top50_D.summary.json
+
+Everything runs on the main thread but the observer, which only queues events; so signals, the
+store and the planner's caches need no locking. SIGTERM or SIGINT: no more work; a run in
+progress is cancelled by an exception raised from the handler (the engine cleans up on any
+BaseException), and the daemon returns 0.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mapreduce.errors import JobError, UsageError
+from mapreduce.executors import Backend
+from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
+from mapreduce.splits import DEFAULT_SPLIT_SIZE
+from jobs.listens import log_date
+from jobs.store import DEFAULT_PARTITIONS, LockBusy, Store
+from jobs.topk import WindowJob, run_window_job
+from jobs.watch_events import Arrivals, Change, start_observer
+from jobs.watch_plan import Planner, Stale, scan_folder
+
+log = logging.getLogger("jobs.watch")  # the command's name, in every line it logs
+
+TICK = 0.25          # seconds between looks at the stop flag while idle
+LOCK_POLL = 0.5      # seconds between tries of a store lock another job holds
+IDLE_CHECK = 5.0     # seconds between looks at the logs folder itself while nothing happens
+HOW = {"moved_in": "renamed into place", "closed": "closed by its writer",
+       "attrib": "permissions or times changed", "settled": "unchanged for the quiet period"}
+
+
+class Stop(BaseException):
+    """Raised once, by the signal handler, into a run in progress: cancels it. A BaseException,
+    so the engine's ``except Exception`` paths pass it on after their cleanup."""
+
+
+@dataclass
+class WatchConfig:
+    logs: str
+    out: str
+    store: str
+    job: WindowJob
+    quiet_period: float = 10.0
+    retry_seconds: float = 30.0
+    since: dt.date | None = None
+    no_wait: bool = False
+    polling: bool = False
+    partitions: int = DEFAULT_PARTITIONS
+    split_size: int = DEFAULT_SPLIT_SIZE
+
+
+def _fields(**kw: Any) -> dict[str, Any]:
+    return {"fields": kw}
+
+
+def _file_key(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def remove_own_temps(folder: str) -> None:
+    """Temporary names carry the writer's pid, and the cleaner spares live pids, ours included;
+    outside a run, any temporary file with our pid is garbage (a cancelled cleanup, or a dead
+    earlier process that had the same pid)."""
+    mark = f"{TEMP_MARK}{os.getpid()}-"
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(".") and mark in name:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
+
+class Daemon:
+    def __init__(self, cfg: WatchConfig, backend: Backend) -> None:
+        self.stopping = False
+        self._in_run = False
+        self._cancelled = False
+        # first of all: from here on a signal stops the daemon between two steps
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.cfg, self.backend = cfg, backend
+        self.store = Store(cfg.store, cfg.partitions)
+        self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since)
+        self.changes: queue.Queue[Change] = queue.Queue()
+        self.retry_at: dict[dt.date, float] = {}     # failed dates wait until then
+        self.next_retry: float | None = None         # when to look again at failures
+        self.reported_unreadable: dict[str, str] = {}
+        self.deferred: set[dt.date] = set()
+        self._news = False  # a log became complete or went away since the last plan
+        #: name -> (inode, size, mtime) when last seen complete: a log found otherwise at a scan
+        #: changed after that, its event not yet taken, so it is pending, not used
+        self.complete: dict[str, tuple[int, int, int]] = {}
+        self._folder_id: tuple[int, int] | None = None
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # no logging here: the interrupted code may hold the logging lock
+        self.stopping = True
+        if self._in_run and not self._cancelled:
+            self._cancelled = True
+            raise Stop(signal.Signals(signum).name)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def run(self) -> int:
+        self._start_clean()
+        st = os.stat(self.cfg.logs)  # the folder the watch will be on (see _check_folder)
+        self._folder_id = (st.st_dev, st.st_ino)
+        # watch first, then scan: a log arriving in between is seen by one or the other
+        observer, close_events = start_observer(self.cfg.logs, self.changes,
+                                                polling=self.cfg.polling)
+        self.arrivals = Arrivals(self.cfg.logs, self.cfg.quiet_period, close_events)
+        log.info("watching %s: window %d days, top %d, out %s, store %s, %s, %s",
+                 self.cfg.logs, self.cfg.job.days, self.cfg.job.top, self.cfg.out,
+                 self.store.root, type(observer).__name__,
+                 "close events" if close_events else f"quiet period {self.cfg.quiet_period:g}s",
+                 extra=_fields(event="start", pid=os.getpid(), **self.backend.describe()))
+        try:
+            self._scan_existing()
+            self._loop()
+            log.info("stopping on a signal", extra=_fields(event="stop"))
+        except Stop as stop:
+            log.info("stopping on %s: the run in progress was cancelled", stop,
+                     extra=_fields(event="stop", cancelled=True))
+        finally:
+            observer.stop()
+            observer.join(timeout=10)
+            for folder in (self.cfg.out, self.store.root):
+                remove_own_temps(folder)
+        return 0
+
+    def _start_clean(self) -> None:
+        for folder in (self.cfg.out, self.store.root):
+            remove_own_temps(folder)
+        try:
+            with self.store.locked(wait=False):  # also clears dead runs' temporaries in STORE
+                remove_stale_temps(self.cfg.out)
+        except LockBusy as exc:
+            if self.cfg.no_wait:
+                raise JobError(f"--no-wait: {str(exc).split(';')[0]}; not starting") from None
+            log.info("%s; each run waits for it", str(exc).split(";")[0],
+                     extra=_fields(event="lock_wait"))
+
+    def _scan_existing(self) -> None:
+        logs, others = scan_folder(self.cfg.logs)
+        for name in others:
+            self._ignore(name)
+        for path in logs.values():
+            name = os.path.basename(path)
+            if self.arrivals.add_existing(name):
+                log.info("%s changed within the last %gs; waiting until it stays unchanged",
+                         path, self.cfg.quiet_period, extra=_fields(event="pending", log=name))
+            else:
+                self._seen_complete(name)
+
+    def _seen_complete(self, name: str) -> None:
+        key = _file_key(os.path.join(self.cfg.logs, name))
+        if key is not None:
+            self.complete[name] = key
+
+    def _check_folder(self) -> None:
+        """The watch is on the folder's inode: if the folder is removed or replaced, no event
+        will ever come again. Exit (1) so that a supervisor restarts on the new folder."""
+        try:
+            st = os.stat(self.cfg.logs)
+            same = (st.st_dev, st.st_ino) == self._folder_id
+        except OSError:
+            same = False
+        if not same:
+            raise JobError(f"logs folder {self.cfg.logs} was removed or replaced; exiting so "
+                           "that a restart watches it again")
+
+    # -- main loop -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        todo: list[Stale] = []
+        dirty, idle_said = True, False  # dirty at start: the catch-up
+        while not self.stopping:
+            busy = bool(todo) or dirty
+            if not busy and not idle_said:  # said before waiting, so a reader knows we wait
+                idle_said = True
+                retry = sorted(f"{d:%Y-%m-%d}" for d in self.retry_at)
+                log.info("waiting for logs; %d date(s) wait for a log to be complete or "
+                         "readable, %d failed date(s) to retry", len(self.deferred), len(retry),
+                         extra=_fields(event="idle", retry=retry, deferred=sorted(
+                             f"{d:%Y-%m-%d}" for d in self.deferred)))
+            dirty |= self._take_changes(0.0 if busy else self._idle_wait())
+            if self.stopping:
+                break
+            if dirty:
+                todo, dirty = self._plan(), False
+                if self._news:  # one "up to date" line per batch of changes, not per retry
+                    idle_said, self._news = False, False
+            if todo:
+                self._run(todo.pop(0))
+                idle_said = False
+
+    def _idle_wait(self) -> float:
+        waits = [IDLE_CHECK]
+        settle = self.arrivals.next_check()
+        if settle is not None:
+            waits.append(settle)
+        if self.next_retry is not None:
+            waits.append(self.next_retry - time.monotonic())
+        return max(0.0, min(waits))
+
+    def _take_changes(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for events, take all queued; True when a plan is due."""
+        end = time.monotonic() + timeout
+        due = False
+        while not self.stopping:
+            try:
+                change = self.changes.get(timeout=min(TICK, max(0.0, end - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() >= end:
+                    break
+                continue
+            due |= self._on_change(change)
+            end = 0.0  # something arrived: take whatever else is queued, then act
+        for name, outcome in self.arrivals.poll():
+            due |= self._report(Change("settled", name), outcome)
+        if self.next_retry is not None and time.monotonic() >= self.next_retry:
+            self.next_retry, due = None, True
+        self._check_folder()
+        return due
+
+    def _on_change(self, change: Change) -> bool:
+        if log_date(change.name) is None:
+            self._ignore(change.name)
+            return False
+        self.planner.forget(os.path.join(self.cfg.logs, change.name))
+        return self._report(change, self.arrivals.note(change))
+
+    def _report(self, change: Change, outcome: str | None) -> bool:
+        path = os.path.join(self.cfg.logs, change.name)
+        fields = _fields(event=outcome, log=change.name, how=change.kind)
+        if outcome == "pending":
+            log.info("%s is being written; waiting until it is complete", path, extra=fields)
+        elif outcome == "ready":
+            log.info("%s is complete (%s)", path, HOW.get(change.kind, change.kind), extra=fields)
+        elif outcome == "gone":
+            log.info("%s is gone", path, extra=fields)
+        if outcome == "ready":
+            self._seen_complete(change.name)
+        elif outcome == "gone":
+            self.complete.pop(change.name, None)
+        if outcome in ("ready", "gone"):
+            self.retry_at.clear()  # news: failed dates may succeed now
+            self._news = True
+            return True
+        return False
+
+    def _ignore(self, name: str) -> None:
+        # same wording as jobs.topk.scan_logs, so the once-filter merges the two
+        log.warning("ignoring %s: not a listen-YYYYMMDD.log name with a real date",
+                    os.path.join(self.cfg.logs, name), extra=_fields(event="ignored", name=name))
+
+    # -- planning and running --------------------------------------------------------------
+    def _plan(self) -> list[Stale]:
+        try:
+            logs, others = scan_folder(self.cfg.logs)
+        except OSError as exc:
+            self._retry_later(f"cannot list {self.cfg.logs}: {exc.strerror or exc}")
+            return []
+        for name in others:
+            self._ignore(name)
+        for path in logs.values():
+            name = os.path.basename(path)
+            key = _file_key(path)
+            if name not in self.arrivals.pending and key and self.complete.get(name) != key:
+                self.arrivals.suspect(name)
+                log.info("%s changed with no event seen yet; waiting until it is complete", path,
+                         extra=_fields(event="pending", log=name, how="scan"))
+        blocked = {d for d in map(log_date, self.arrivals.pending) if d is not None}
+        stale, self.deferred = self.planner.plan(logs, blocked)
+        present = set(logs.values())
+        for path in [p for p in self.planner.unreadable if p not in present]:
+            del self.planner.unreadable[path]
+        self._report_unreadable()
+        now = time.monotonic()
+        return [s for s in stale if self.retry_at.get(s.date, 0.0) <= now]
+
+    def _report_unreadable(self) -> None:
+        for path, reason in self.planner.unreadable.items():
+            if self.reported_unreadable.get(path) != reason:
+                log.warning("cannot read %s: %s; the dates whose window holds it wait; retrying "
+                            "every %gs", path, reason, self.cfg.retry_seconds,
+                            extra=_fields(event="unreadable", log=os.path.basename(path),
+                                          reason=reason))
+        for path in set(self.reported_unreadable) - set(self.planner.unreadable):
+            log.info("%s can be read again", path,
+                     extra=_fields(event="readable", log=os.path.basename(path)))
+        self.reported_unreadable = dict(self.planner.unreadable)
+        if self.planner.unreadable:
+            self._retry_later(None)
+
+    def _retry_later(self, message: str | None, day: dt.date | None = None) -> None:
+        at = time.monotonic() + self.cfg.retry_seconds
+        if day is not None:
+            self.retry_at[day] = at
+        self.next_retry = min(self.next_retry or at, at)
+        if message:
+            log.error("%s; retrying in %gs", message, self.cfg.retry_seconds,
+                      extra=_fields(event="failed", date=day and f"{day:%Y-%m-%d}",
+                                    error=message))
+
+    def _run(self, item: Stale) -> None:
+        started = time.monotonic()
+        try:
+            summary = self._attempt(item.date)
+        except (JobError, UsageError, OSError) as exc:
+            return self._failed(item.date, str(exc) if not isinstance(exc, OSError) else
+                                f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the daemon; logged whole
+            log.exception("run of %s failed unexpectedly", item.date)
+            return self._failed(item.date, f"{type(exc).__name__}: {exc}")
+        self.retry_at.pop(item.date, None)
+        fresh = [info for info in summary["days"].values() if not info["cached"]]
+        files = [os.path.basename(p) for p in summary["files"].values()]
+        day = f"{item.date:%Y-%m-%d}"
+        lines_read = summary["input_lines_read"]
+        corrupt = sum(info["corrupt_lines"] for info in fresh)
+        seconds = time.monotonic() - started
+        log.info("computed %s in %.2fs (%s): %d lines read, %d corrupt, wrote %s", day, seconds,
+                 item.reason, lines_read, corrupt, " ".join(files), extra=_fields(
+                     event="run", date=day, seconds=round(seconds, 3), reason=item.reason,
+                     lines_read=lines_read, corrupt_lines=corrupt,
+                     window_corrupt_lines=sum(summary["corrupt_lines"].values()),
+                     days_reduced=[d for d, i in summary["days"].items() if not i["cached"]],
+                     files=files))
+
+    def _attempt(self, day: dt.date) -> dict[str, Any]:
+        """One run for ``day``, waiting (interruptibly) for a store lock another job holds."""
+        self._in_run = True
+        try:
+            if self.stopping:  # a signal came just before: do not start
+                raise Stop("signal")
+            said = False
+            while True:
+                try:
+                    return run_window_job(self.cfg.job, self.cfg.logs, self.cfg.out,
+                                          self.backend, date=day, store=self.store.root,
+                                          quiet=True, wait=False, partitions=self.cfg.partitions,
+                                          split_size=self.cfg.split_size)
+                except LockBusy as exc:
+                    # polled, not a blocking flock: a signal must be able to stop the wait
+                    if not said:
+                        said = True
+                        log.info("%s; waiting for it", str(exc).split(";")[0],
+                                 extra=_fields(event="lock_wait", date=f"{day:%Y-%m-%d}"))
+                    time.sleep(LOCK_POLL)
+        finally:
+            self._in_run = False
+
+    def _failed(self, day: dt.date, message: str) -> None:
+        try:
+            self.backend.renew()  # a failed stage shut the pool down
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not restart the workers: %s", exc)
+        self._retry_later(f"run of {day:%Y-%m-%d} failed: {message}", day)
