@@ -11,7 +11,7 @@
 Which dates: every date that has a log (from ``--since`` on, if given) whose files are missing
 or stale, where stale means a log of its window is new, changed, removed or was reduced again.
 The decision reads only files, so after ``kill -9`` a restart finishes what was cut short and
-writes what an uninterrupted run would have written. SIGTERM/SIGINT: exit 0. See docs/watch.md.
+writes what an uninterrupted run would have written. SIGTERM/SIGINT: exit 0. See the README's "Running it every day".
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from mapreduce.cli import add_run_options, backend_from_args
 from mapreduce.errors import UsageError
 from jobs.store import DEFAULT_PARTITIONS
 from jobs.topk import WindowJob, check_folders, parse_date
-from jobs.watch_daemon import Daemon, WatchConfig
 
 
 def positive_float(text: str) -> float:
@@ -40,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "watch", help="daemon: keep the top-K files current as logs arrive",
         description="Watch a logs folder and compute the window files of every date whose "
         "files are missing or stale, oldest first, then each time a log is complete. "
-        "Stops cleanly on SIGTERM or SIGINT (exit 0). See docs/watch.md.",
+        "Stops cleanly on SIGTERM or SIGINT (exit 0).",
         epilog="example:\n  mapreduce watch --logs logs --out out --workers 2 "
         "--log-file watch.log --log-format json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,6 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    try:  # imported here: every other command works without watchdog installed
+        from jobs.watch_daemon import Daemon, WatchConfig
+    except ImportError as exc:
+        raise UsageError(f"mapreduce watch needs {exc.name or 'watchdog'}: "
+                         "pip install '.[watch]'") from None
     from jobs.watch_log import setup_logging
 
     job = WindowJob(args.days, args.top)

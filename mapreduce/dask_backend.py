@@ -195,7 +195,7 @@ def _client_security(scheduler: str) -> Security:
     if tls and tls_context is None:
         raise JobError(f"{scheduler} is a TLS address, but no TLS settings were found: set "
                        "distributed.comm.tls.ca-file, .client.cert and .client.key in the dask "
-                       "configuration (see docs/dask.md)")
+                       "configuration (see docs/dask.md in the project)")
     return security
 
 
