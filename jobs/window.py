@@ -90,15 +90,18 @@ def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:
     lines with one vectorised index, never a Python call per line.
     """
     indexes = [codec.load_table(r.index_path) for r in results]
-    keys = np.concatenate([ix["key"].astype(np.int64) for ix in indexes]) if indexes else np.zeros(0, np.int64)
-    if len(keys) == 0:
+    if not sum(len(ix["key"]) for ix in indexes):
         return 0
-    lengths = np.concatenate([ix["length"].astype(np.int64) for ix in indexes])
-    source = np.concatenate([np.full(len(ix["key"]), i, dtype=np.int64) for i, ix in enumerate(indexes)])
-    file_start = np.concatenate([np.cumsum(ix["length"].astype(np.int64)) - ix["length"]
+    # this runs in the parent over every group of the window (millions of users): columns
+    # stay as narrow as they can, and a key is in one partition only, so no stable sort
+    order = np.argsort(np.concatenate([ix["key"] for ix in indexes]))  # unsigned: no float mix
+    lengths = np.concatenate([ix["length"].astype(np.int32) for ix in indexes])
+    source = np.concatenate([np.full(len(ix["key"]), i, dtype=np.uint32)
+                             for i, ix in enumerate(indexes)])
+    file_start = np.concatenate([np.cumsum(ix["length"], dtype=np.int64) - ix["length"]
                                  for ix in indexes])
-    order = np.argsort(keys, kind="stable")
-    out_end = np.cumsum(lengths[order])
+    del indexes
+    out_end = np.cumsum(lengths[order], dtype=np.int64)
     files = [open(r.text_path, "rb") for r in results]
     try:
         lo = 0
@@ -127,7 +130,7 @@ def _gather(rows: np.ndarray, source: np.ndarray, file_start: np.ndarray, length
         piece_base[s] = base - start
         base += stop - start
     buffer = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-    line_len = lengths[rows]
+    line_len = lengths[rows].astype(np.int64)
     line_src = file_start[rows] + piece_base[src]
     out_start = np.cumsum(line_len) - line_len
     index = np.repeat((line_src - out_start).astype(np.int32), line_len)
