@@ -67,16 +67,39 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
     bar = tqdm(total=sum(weight(t) for t in tasks), desc=stage, unit=unit,
                unit_scale=unit == "B", disable=not show_progress(quiet), leave=False)
 
-    def submit(i: int) -> None:
+    def submit(i: int) -> bool:
         task = tasks[i]
         if attempts[i] and hasattr(task, "attempt"):
             task = replace(task, attempt=attempts[i])
-        running[backend.executor.submit(fn, task)] = i
+        try:
+            running[backend.executor.submit(fn, task)] = i
+        except BrokenProcessPool:
+            return False
+        return True
 
+    idle_breaks = 0
     try:
         while queue or running:
             while queue and len(running) < max(1, backend.workers):
-                submit(queue.pop())
+                if submit(queue[-1]):
+                    queue.pop()
+                    continue
+                # The pool broke before this task reached it. With tasks in flight, their futures
+                # report it below and are charged as usual. With none, a worker died while idle
+                # (between tasks or stages, e.g. the OOM killer choosing a worker that keeps its
+                # memory): no task was lost, so start a fresh pool without charging any task.
+                if running:
+                    break
+                idle_breaks += 1
+                if idle_breaks > retries:
+                    raise JobError(f"the worker pool broke {idle_breaks} times before a task "
+                                   "could start (workers dying at start-up?); giving up",
+                                   stage=stage)
+                log.warning("%s stage: a worker process died while idle; starting new workers",
+                            stage)
+                backend.renew()
+            if not running:
+                continue
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             lost: list[int] = []
             for future in done:
