@@ -162,6 +162,7 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
     scratch = make_temp_dir(out_dir, os.path.basename(output))
     try:
         with MemorySampler() as memory:
+            seen = {path: _file_state(path) for path in inputs}
             splits = plan_splits(inputs, split_size)
             map_tasks = [MapTask(job_ref, i, s, reducers, scratch, memory_budget, block_size)
                          for i, s in enumerate(splits)]
@@ -170,6 +171,7 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
                                         where=lambda t: str(t.split),
                                         weight=lambda t: t.split.length, unit="B",
                                         quiet=quiet, retries=retries)
+            _check_unchanged(seen)
             reduce_tasks = _reduce_tasks(job_ref, map_results, scratch, is_arrays)
             with clock.stage("reduce"):
                 reduce_results = run_stage(backend, "reduce", reduce_tasks, run_reduce,
@@ -186,6 +188,28 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
         return RunResult(output, report, map_results, reduce_results)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _file_state(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def _check_unchanged(seen: dict[str, tuple[int, int, int, int]]) -> None:
+    """Splits are byte ranges planned on the sizes seen before the map: an input that grew,
+    shrank or was replaced since then was read in part, or in parts of two versions. Failing
+    beats a result that silently misses lines."""
+    for path, before in seen.items():
+        try:
+            now = _file_state(path)
+        except FileNotFoundError:
+            now = None
+        if now != before:
+            what = "was removed" if now is None else (
+                f"went from {before[0]} to {now[0]} bytes" if now[0] != before[0]
+                else "was modified or replaced")
+            raise JobError(f"{path} changed while it was being read ({what}); run again once "
+                           "its writer has finished")
 
 
 def _reduce_tasks(job_ref: str, map_results: list[MapResult], scratch: str,
