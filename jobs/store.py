@@ -149,11 +149,17 @@ class Store:
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when there is none. Valid JSON of another type (a
+    garbled ``[]``) is no better than invalid JSON: callers only ever ``.get`` from it."""
     try:
         with open(path, "rb") as f:
-            return orjson.loads(f.read())
+            value = orjson.loads(f.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
     except orjson.JSONDecodeError:
         log.warning("%s is not valid JSON; ignoring it", path)
         return None
+    if not isinstance(value, dict):
+        log.warning("%s does not hold a JSON object; ignoring it", path)
+        return None
+    return value
