@@ -165,11 +165,10 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
         raise JobError(f"cannot read log {path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise JobError(f"cannot read log {path}: permission denied")
-    cached = store.is_fresh(day, path)
     started = time.perf_counter()
-    if cached:
-        manifest = store.manifest(day) or {}
-    else:
+    manifest = store.fresh_manifest(day, path)  # read once: what is checked is what is used
+    cached = manifest is not None
+    if manifest is None:
         log.info("reducing %s", path)
         manifest = store.reduce(day, path, backend, split_size=split_size, quiet=quiet)
     return {"log": path, "cached": cached, "lines": manifest["lines"],
