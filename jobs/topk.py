@@ -182,7 +182,10 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
                   names: dict[str, str], backend: Backend, quiet: bool, split_size: int,
                   found: dict[dt.date, str], daily: dict[dt.date, dict[str, Any]],
                   clock: StageClock) -> dict[str, int]:
-    for attempt in (0, 1):
+    # A stage stops at its first failed task, so each attempt finds at most one damaged day:
+    # one attempt more than there are days lets every day be reduced again once, never twice.
+    recomputed: set[dt.date] = set()
+    for _attempt in range(len(present) + 1):
         scratch = make_temp_dir(out, names["summary"])
         try:
             tasks = _window_tasks(job, store, present, scratch)
@@ -193,8 +196,9 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
                                         unit="partition", quiet=quiet)
             except JobError as exc:
                 bad = _corrupt_day(exc, store, present)
-                if bad is None or attempt:
+                if bad is None or bad in recomputed:
                     raise
+                recomputed.add(bad)
                 log.warning("store table of %s is damaged (%s); reducing that day again",
                             f"{bad:%Y-%m-%d}", exc.__cause__)
                 store.discard(bad)
