@@ -16,14 +16,14 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from mapreduce.codec import ChecksumError
 from mapreduce.errors import JobError, UsageError
 from mapreduce.executors import Backend
-from mapreduce.fsutil import atomic_write_bytes, atomic_writer, make_temp_dir, remove_stale_temps
+from mapreduce.fsutil import atomic_writers, make_temp_dir, remove_stale_temps
 from mapreduce.report import MemorySampler, StageClock
 from mapreduce.runner import run_stage
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
@@ -130,15 +130,31 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     store_obj = Store(store or os.path.join(out, "store"), partitions)
     clock = StageClock()
     started = time.time()
+    names = job.output_names(end)
+    paths = [os.path.join(out, names[k]) for k in (*CHANNELS, "summary")]
+    # The three files are one result: written under the lock (a concurrent run's set never
+    # mixes with ours) and committed together (a failure while writing any leaves all as
+    # they were).
     with store_obj.locked(wait), MemorySampler() as memory:
         remove_stale_temps(out)
         with clock.stage("daily"):
             daily = {d: _ensure_day(store_obj, d, found[d], backend, split_size, quiet)
                      for d in present}
-        names = job.output_names(end)
-        lines = _write_window(job, store_obj, present, out, names, backend, quiet, split_size,
-                              found, daily, clock)
-    summary = {
+        with atomic_writers(paths) as (*channel_files, summary_file):
+            lines = _write_window(job, store_obj, present, out, dict(zip(CHANNELS, channel_files)),
+                                  names["summary"], backend, quiet, split_size, found, daily,
+                                  clock)
+            summary = _summary(job, days, end, present, missing, daily, lines, out, names,
+                               store_obj, clock, started, memory.peak, backend)
+            summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def _summary(job: WindowJob, days: list[dt.date], end: dt.date, present: list[dt.date],
+             missing: list[dt.date], daily: dict[dt.date, dict[str, Any]], lines: dict[str, int],
+             out: str, names: dict[str, str], store_obj: Store, clock: StageClock,
+             started: float, peak: int, backend: Backend) -> dict[str, Any]:
+    return {
         "window": {"first": f"{days[0]:%Y-%m-%d}", "last": f"{end:%Y-%m-%d}", "days": job.days},
         "top": job.top,
         "days_used": [f"{d:%Y-%m-%d}" for d in present],
@@ -151,12 +167,9 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
         "store": store_obj.root,
         "stage_seconds": clock.seconds,
         "wall_seconds": round(time.time() - started, 4),
-        "peak_rss_bytes": memory.peak,
+        "peak_rss_bytes": peak,
         **backend.describe(),
     }
-    atomic_write_bytes(os.path.join(out, names["summary"]),
-                       orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
-    return summary
 
 
 def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_size: int,
@@ -179,14 +192,16 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
 
 
 def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str,
-                  names: dict[str, str], backend: Backend, quiet: bool, split_size: int,
-                  found: dict[dt.date, str], daily: dict[dt.date, dict[str, Any]],
-                  clock: StageClock) -> dict[str, int]:
+                  files: dict[str, BinaryIO], scratch_name: str, backend: Backend, quiet: bool,
+                  split_size: int, found: dict[dt.date, str],
+                  daily: dict[dt.date, dict[str, Any]], clock: StageClock) -> dict[str, int]:
+    """Run the window tasks and merge each channel into ``files[channel]``; returns lines per
+    channel."""
     # A stage stops at its first failed task, so each attempt finds at most one damaged day:
     # one attempt more than there are days lets every day be reduced again once, never twice.
     recomputed: set[dt.date] = set()
     for _attempt in range(len(present) + 1):
-        scratch = make_temp_dir(out, names["summary"])
+        scratch = make_temp_dir(out, scratch_name)
         try:
             tasks = _window_tasks(job, store, present, scratch)
             try:
@@ -207,9 +222,8 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
             lines = {}
             with clock.stage("merge"):
                 for channel in CHANNELS:
-                    with atomic_writer(os.path.join(out, names[channel])) as f:
-                        lines[channel] = merge_partitions(
-                            [r for r in results if r.channel == channel], f)
+                    lines[channel] = merge_partitions(
+                        [r for r in results if r.channel == channel], files[channel])
             return lines
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 TEMP_MARK = ".tmp-"
 _UMASK = os.umask(0o022)
@@ -18,18 +18,47 @@ os.umask(_UMASK)
 @contextlib.contextmanager
 def atomic_writer(path: str) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it is flushed, synced and renamed."""
-    folder, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(base), dir=folder)
+    with atomic_writers([path]) as (f,):
+        yield f
+
+
+@contextlib.contextmanager
+def atomic_writers(paths: Sequence[str]) -> Iterator[list[BinaryIO]]:
+    """Replace several files together: every one is written and synced before the first is
+    renamed, so a failure while writing any of them (a full disk) leaves all as they were, never
+    a new file beside an old one. Only a crash during the renames themselves can split the set.
+
+    An ``OSError`` that names no file, or only a temporary one, is raised again naming the
+    target, so that its one-line message says where the write failed.
+    """
+    targets = [os.path.abspath(p) for p in paths]
+    temps: list[str] = []
+    files: list[BinaryIO] = []
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            yield f
+        for target in targets:
+            folder, base = os.path.split(target)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(base), dir=folder)
+            temps.append(tmp)
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
+            files.append(os.fdopen(fd, "wb", buffering=1 << 20))
+        yield files
+        for f in files:
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            f.close()
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException as exc:
+        for f in files:
+            with contextlib.suppress(OSError, ValueError):
+                f.close()  # may try to flush what a full disk refused: that fails again
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno and (
+                exc.filename is None or TEMP_MARK in os.path.basename(str(exc.filename))):
+            where = targets[0] if len(targets) == 1 else os.path.dirname(targets[0])
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), where) from exc
         raise
 
 
