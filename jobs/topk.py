@@ -23,7 +23,8 @@ import orjson
 from mapreduce.codec import ChecksumError
 from mapreduce.errors import JobError, UsageError
 from mapreduce.executors import Backend
-from mapreduce.fsutil import atomic_writers, make_temp_dir, remove_stale_temps
+from mapreduce.fsutil import (atomic_writers, ensure_writable_folder, make_temp_dir,
+                              remove_stale_temps)
 from mapreduce.report import MemorySampler, StageClock
 from mapreduce.runner import run_stage
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
@@ -90,19 +91,20 @@ def parse_date(text: str) -> dt.date:
     raise UsageError(f"--date {text!r} is not a real date as YYYYMMDD or YYYY-MM-DD")
 
 
-def check_folders(logs: str, out: str) -> None:
+def check_folders(logs: str, out: str, store: str | None = None) -> None:
+    """Every folder problem is a usage error found before any work; ``store`` too, which
+    otherwise failed later as an OSError (exit 1), or, given the logs folder, filled it with
+    store files that every later run warned about."""
     if not os.path.isdir(logs):
         raise UsageError(f"logs folder {logs} does not exist or is not a folder")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"output {out} exists and is not a folder")
     if os.path.realpath(logs) == os.path.realpath(out):
         raise UsageError("--out must not be the logs folder: outputs would be mixed with the logs")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {out} is not writable")
+    if store is not None and os.path.realpath(logs) == os.path.realpath(store):
+        raise UsageError("--store must not be the logs folder: its files would be mixed with "
+                         "the logs")
+    ensure_writable_folder(out, "output")
+    if store is not None:
+        ensure_writable_folder(store, "store")
 
 
 def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
@@ -110,7 +112,8 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                    quiet: bool = True, wait: bool = True, partitions: int = DEFAULT_PARTITIONS,
                    split_size: int = DEFAULT_SPLIT_SIZE) -> dict[str, Any]:
     """Compute the window ending on ``date`` (default: the newest log) and write its files."""
-    check_folders(logs, out)
+    store = store or os.path.join(out, "store")
+    check_folders(logs, out, store)
     found = scan_logs(logs)
     if not found:
         raise JobError(f"no listen-YYYYMMDD.log file in {logs}")
@@ -127,7 +130,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                            "no files written")
         log.warning("%d day(s) missing from the window ending %s: %s; computing from the %d present",
                     len(missing), f"{end:%Y-%m-%d}", listed, len(present))
-    store_obj = Store(store or os.path.join(out, "store"), partitions)
+    store_obj = Store(store, partitions)
     clock = StageClock()
     started = time.time()
     names = job.output_names(end)

@@ -147,6 +147,7 @@ def backend_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mapreduce.fsutil import ensure_writable_folder
     from mapreduce.job import ArrayJob, load_job
     from mapreduce.runner import DEFAULT_REDUCERS, run_job
 
@@ -159,8 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"input {path} does not exist or is not a regular file")
         if not os.access(path, os.R_OK):
             raise UsageError(f"input {path} is not readable")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"output {args.out} exists and is not a folder")
+    # an unwritable --out is a bad command line (exit 2), not an OSError once the run started
+    ensure_writable_folder(args.out, "output")
     name = job.name or "output"
     output = os.path.join(args.out, name if isinstance(job, ArrayJob) else f"{name}.tsv")
     with backend_from_args(args) as backend:

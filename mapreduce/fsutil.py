@@ -89,6 +89,22 @@ def replace_dir(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
+def ensure_writable_folder(path: str, what: str = "output") -> None:
+    """Create folder ``path`` if needed and check that files can be made in it; a problem is a
+    :class:`UsageError` (a bad command line, exit 2) naming ``what`` the folder is for, found
+    before any work rather than as an OSError from deep inside a run."""
+    from mapreduce.errors import UsageError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{what} {path} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {what} folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} folder {path} is not writable")
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     with atomic_writer(path) as f:
         f.write(data)
