@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 CHANNELS = ("country", "user")
 #: rows a window task sums at most (about 250 MB of working memory at this size)
 MAX_WINDOW_ROWS = 3_000_000
+MAX_TOP = 2**63 - 1
 
 
 class WindowJob:
@@ -51,6 +52,8 @@ class WindowJob:
             raise UsageError(f"--days must be at least 1, got {self.days}")
         if self.top < 1:
             raise UsageError(f"--top must be at least 1, got {self.top}")
+        if self.top > MAX_TOP:  # ranks are int64: a larger K failed deep in numpy
+            raise UsageError(f"--top must be at most {MAX_TOP}, got {self.top}")
 
     def stem(self, day: dt.date) -> str:
         span = "" if self.days == 7 else f"_{self.days}days"
@@ -118,7 +121,11 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     if not found:
         raise JobError(f"no listen-YYYYMMDD.log file in {logs}")
     end = date or max(found)
-    days = job.window(end)
+    try:
+        days = job.window(end)
+    except OverflowError:  # was a traceback: --days 99999999, or --date 00010103
+        raise UsageError(f"a window of {job.days} days ending {end.isoformat()} would begin "
+                         "before the year 1") from None
     present = [d for d in days if d in found]
     missing = [d for d in days if d not in found]
     if not present:
