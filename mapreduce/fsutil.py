@@ -120,8 +120,8 @@ def remove_stale_temps(folder: str) -> list[str]:
     except FileNotFoundError:
         return removed
     for name in names:
-        if name.startswith(".") and TEMP_MARK in name and not _owner_alive(name):
-            path = os.path.join(folder, name)
+        path = os.path.join(folder, name)
+        if name.startswith(".") and TEMP_MARK in name and not _owner_alive(name, path):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -131,11 +131,30 @@ def remove_stale_temps(folder: str) -> list[str]:
     return removed
 
 
-def _owner_alive(name: str) -> bool:
+#: psutil derives a process's start time from the boot time, which /proc gives in whole seconds
+_START_TIME_SLACK = 2.0
+
+
+def _owner_alive(name: str, path: str) -> bool:
+    """Whether the process named in a temporary name may still be writing it. A live pid is not
+    enough: pids are reused (soon, in a container; from 1 again after a reboot), and a temporary
+    file last written before its pid's process started was not written by that process."""
     import psutil
 
     pid_text = name.split(TEMP_MARK, 1)[1].split("-", 1)[0]
     if not pid_text.isdigit():
         return False
-    pid = int(pid_text)
-    return pid == os.getpid() or psutil.pid_exists(pid)
+    try:
+        proc = psutil.Process(int(pid_text))
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped: writes nothing
+            return False
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: keep it
+    try:
+        written = os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return True  # gone already
+    return started <= written + _START_TIME_SLACK
