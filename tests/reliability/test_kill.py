@@ -160,3 +160,23 @@ def test_sigkill_of_one_worker_from_outside_at_random_moments(tmp_path, week):
         assert {n: (out / n).read_bytes() for n in FILES} == clean
         no_temps(out)
     assert killed >= 3
+
+
+def test_worker_killed_while_idle_between_runs(tmp_path):
+    """A worker that dies with no task (between stages, say, picked by the OOM killer) broke the
+    pool for the next submit: the next stage must start new workers, not fail."""
+    logs = tmp_path / "logs"
+    generate(str(logs), days=2, lines_per_day=3000, end=DAY)
+    with make_backend("local", 2) as backend:
+        run_window_job(Top50(), str(logs), str(tmp_path / "first"), backend, partitions=4)
+        pool = backend.executor
+        workers = [p for p in psutil.Process().children() if p.pid in pool._processes]
+        assert workers
+        workers[0].kill()
+        deadline = time.monotonic() + 30
+        while not getattr(pool, "_broken", False) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the pool notices the death in its own thread
+        run_window_job(Top50(), str(logs), str(tmp_path / "second"), backend, partitions=4)
+    country, user = reference_files(str(logs), DAY, 7, 50)
+    second = tmp_path / "second"
+    assert (second / FILES[0]).read_text() == country and (second / FILES[1]).read_text() == user
