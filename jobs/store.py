@@ -92,7 +92,7 @@ class Store:
         try:
             manifest = _read_json(os.path.join(folder, "manifest.json"))
         except ValueError as exc:
-            return None, str(exc)
+            return None, f"its manifest is {exc}"
         if manifest is None:
             return None, "its manifest is missing" if os.path.isdir(folder) else None
         if manifest.get("format") != STORE_FORMAT:
@@ -201,9 +201,7 @@ def _read_json(path: str) -> dict[str, Any] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except orjson.JSONDecodeError:
-        raise ValueError("its manifest is not valid JSON" if path.endswith("manifest.json")
-                         else "not valid JSON") from None
+        raise ValueError("not valid JSON") from None
     if not isinstance(value, dict):
-        raise ValueError("its manifest does not hold a JSON object"
-                         if path.endswith("manifest.json") else "not a JSON object")
+        raise ValueError("not a JSON object")
     return value

@@ -14,7 +14,9 @@
 Everything under scratch is removed whatever happens; the output appears only complete.
 A task that raises fails the run at once with a JobError naming stage, task and split, the
 worker's exception chained as ``__cause__``; the rest are cancelled. A worker process that dies
-breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times.
+breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times
+(a worker that died holding no task costs no attempt). An input that changed while the map read
+it fails the run.
 """
 from __future__ import annotations
 
