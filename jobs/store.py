@@ -1,13 +1,15 @@
 """The daily store: one complete-when-present reduction per log day, reused by every window.
 
     STORE/
-      store.json             {"format": 2, "partitions": R}: every day uses the same R
+      store.json             {"format": 3, "partitions": R}: every day uses the same R
       .lock                  one job at a time on a store (fcntl lock; holds the owner's pid)
       day-YYYYMMDD/          country-PPPPP.tbl, user-PPPPP.tbl, manifest.json (written last)
 
 A day is cached when its manifest names the same source identity as the log now has: size,
 modification time and a fingerprint of sampled content. Each table's size and crc32 are in the
-manifest; a reader verifies them, so a truncated or altered table is found and recomputed.
+manifest; a reader verifies them, so a truncated or altered table is found and recomputed. The
+manifest carries a crc32 of its own content: an altered manifest (a count, a table's name or
+checksum) is never believed, and its day is reduced again, as when the manifest is missing.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import zlib
 from typing import Any, Iterator
 
 import orjson
@@ -31,7 +34,8 @@ from mapreduce.splits import DEFAULT_SPLIT_SIZE
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = 2
+#: 3: the manifest checks itself (a store of format 2 is reduced again, once)
+STORE_FORMAT = 3
 DEFAULT_PARTITIONS = 64
 DAILY_JOB = "jobs.listens:DailyListens"
 _SAMPLE = 64 * 1024
@@ -57,8 +61,13 @@ class Store:
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
         config_path = os.path.join(self.root, "store.json")
-        config = _read_json(config_path)
-        if config and config.get("format") == STORE_FORMAT:
+        try:
+            config = _read_json(config_path)
+        except ValueError as exc:
+            log.warning("%s: %s; writing a new one", config_path, exc)
+            config = None
+        if (config and config.get("format") == STORE_FORMAT
+                and isinstance(config.get("partitions"), int) and config["partitions"] >= 1):
             self.partitions = int(config["partitions"])
             if partitions != self.partitions and partitions != DEFAULT_PARTITIONS:
                 log.warning("store %s keeps its %d partitions (asked for %d)", self.root,
@@ -72,13 +81,39 @@ class Store:
         return os.path.join(self.root, f"day-{day:%Y%m%d}")
 
     def manifest(self, day: dt.date) -> dict[str, Any] | None:
-        return _read_json(os.path.join(self.day_dir(day), "manifest.json"))
+        """The day's manifest if it is whole and of this store's format, else None."""
+        return self._manifest(day)[0]
+
+    def _manifest(self, day: dt.date) -> tuple[dict[str, Any] | None, str | None]:
+        """``(manifest, None)``, or ``(None, what is wrong)`` for a day folder whose manifest is
+        damaged, or ``(None, None)`` when there is simply nothing usable (no folder, an older
+        format)."""
+        folder = self.day_dir(day)
+        try:
+            manifest = _read_json(os.path.join(folder, "manifest.json"))
+        except ValueError as exc:
+            return None, f"its manifest is {exc}"
+        if manifest is None:
+            return None, "its manifest is missing" if os.path.isdir(folder) else None
+        if manifest.get("format") != STORE_FORMAT:
+            return None, None
+        if manifest.get("checksum") != _manifest_checksum(manifest):
+            return None, "its manifest does not match its checksum (altered on disk)"
+        return manifest, None
+
+    def fresh_manifest(self, day: dt.date, log_path: str) -> dict[str, Any] | None:
+        """The day's manifest if it is whole and was made from the log as it is now."""
+        manifest, damage = self._manifest(day)
+        if damage:
+            log.warning("store day %s has no usable manifest: %s; reducing it again from its log",
+                        f"{day:%Y-%m-%d}", damage)
+        if (manifest is not None and manifest.get("partitions") == self.partitions
+                and manifest.get("source", {}).get("identity") == source_identity(log_path)):
+            return manifest
+        return None
 
     def is_fresh(self, day: dt.date, log_path: str) -> bool:
-        manifest = self.manifest(day)
-        return (manifest is not None and manifest.get("format") == STORE_FORMAT
-                and manifest.get("partitions") == self.partitions
-                and manifest.get("source", {}).get("identity") == source_identity(log_path))
+        return self.fresh_manifest(day, log_path) is not None
 
     def tables(self, day: dt.date, channel: str) -> dict[int, tuple[str, int, int]]:
         """Partition -> (path, crc32, rows) of a day's tables of one channel."""
@@ -117,6 +152,7 @@ class Store:
                 "files": files, "stage_seconds": report["stage_seconds"],
                 "peak_rss_bytes": report["peak_rss_bytes"],
             }
+            manifest["checksum"] = _manifest_checksum(manifest)
             atomic_write_bytes(os.path.join(staging, "manifest.json"),
                                orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
             replace_dir(staging, self.day_dir(day))
@@ -148,12 +184,24 @@ class Store:
             os.close(fd)  # closing drops the lock; a killed process's lock goes with it
 
 
+def _manifest_checksum(manifest: dict[str, Any]) -> int:
+    """crc32 of the manifest's content without its checksum, in one canonical serialisation (a
+    parsed manifest serialises back to the same bytes: orjson writes floats shortest-exact)."""
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return zlib.crc32(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+
+
 def _read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when there is no file. ValueError saying why when the
+    file holds something else: invalid JSON, or valid JSON of another type (a garbled ``[]``),
+    which is no better, since callers only ever ``.get`` from it."""
     try:
         with open(path, "rb") as f:
-            return orjson.loads(f.read())
+            value = orjson.loads(f.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
     except orjson.JSONDecodeError:
-        log.warning("%s is not valid JSON; ignoring it", path)
-        return None
+        raise ValueError("not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value

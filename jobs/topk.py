@@ -16,14 +16,15 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from mapreduce.codec import ChecksumError
 from mapreduce.errors import JobError, UsageError
 from mapreduce.executors import Backend
-from mapreduce.fsutil import atomic_write_bytes, atomic_writer, make_temp_dir, remove_stale_temps
+from mapreduce.fsutil import (atomic_writers, ensure_writable_folder, make_temp_dir,
+                              remove_stale_temps)
 from mapreduce.report import MemorySampler, StageClock
 from mapreduce.runner import run_stage
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 CHANNELS = ("country", "user")
 #: rows a window task sums at most (about 250 MB of working memory at this size)
 MAX_WINDOW_ROWS = 3_000_000
+MAX_TOP = 2**63 - 1
 
 
 class WindowJob:
@@ -50,6 +52,8 @@ class WindowJob:
             raise UsageError(f"--days must be at least 1, got {self.days}")
         if self.top < 1:
             raise UsageError(f"--top must be at least 1, got {self.top}")
+        if self.top > MAX_TOP:  # ranks are int64: a larger K failed deep in numpy
+            raise UsageError(f"--top must be at most {MAX_TOP}, got {self.top}")
 
     def stem(self, day: dt.date) -> str:
         span = "" if self.days == 7 else f"_{self.days}days"
@@ -90,19 +94,20 @@ def parse_date(text: str) -> dt.date:
     raise UsageError(f"--date {text!r} is not a real date as YYYYMMDD or YYYY-MM-DD")
 
 
-def check_folders(logs: str, out: str) -> None:
+def check_folders(logs: str, out: str, store: str | None = None) -> None:
+    """Every folder problem is a usage error found before any work; ``store`` too, which
+    otherwise failed later as an OSError (exit 1), or, given the logs folder, filled it with
+    store files that every later run warned about."""
     if not os.path.isdir(logs):
         raise UsageError(f"logs folder {logs} does not exist or is not a folder")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"output {out} exists and is not a folder")
     if os.path.realpath(logs) == os.path.realpath(out):
         raise UsageError("--out must not be the logs folder: outputs would be mixed with the logs")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create output folder {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"output folder {out} is not writable")
+    if store is not None and os.path.realpath(logs) == os.path.realpath(store):
+        raise UsageError("--store must not be the logs folder: its files would be mixed with "
+                         "the logs")
+    ensure_writable_folder(out, "output")
+    if store is not None:
+        ensure_writable_folder(store, "store")
 
 
 def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
@@ -110,12 +115,17 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                    quiet: bool = True, wait: bool = True, partitions: int = DEFAULT_PARTITIONS,
                    split_size: int = DEFAULT_SPLIT_SIZE) -> dict[str, Any]:
     """Compute the window ending on ``date`` (default: the newest log) and write its files."""
-    check_folders(logs, out)
+    store = store or os.path.join(out, "store")
+    check_folders(logs, out, store)
     found = scan_logs(logs)
     if not found:
         raise JobError(f"no listen-YYYYMMDD.log file in {logs}")
     end = date or max(found)
-    days = job.window(end)
+    try:
+        days = job.window(end)
+    except OverflowError:  # was a traceback: --days 99999999, or --date 00010103
+        raise UsageError(f"a window of {job.days} days ending {end.isoformat()} would begin "
+                         "before the year 1") from None
     present = [d for d in days if d in found]
     missing = [d for d in days if d not in found]
     if not present:
@@ -127,18 +137,34 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                            "no files written")
         log.warning("%d day(s) missing from the window ending %s: %s; computing from the %d present",
                     len(missing), f"{end:%Y-%m-%d}", listed, len(present))
-    store_obj = Store(store or os.path.join(out, "store"), partitions)
+    store_obj = Store(store, partitions)
     clock = StageClock()
     started = time.time()
+    names = job.output_names(end)
+    paths = [os.path.join(out, names[k]) for k in (*CHANNELS, "summary")]
+    # The three files are one result: written under the lock (a concurrent run's set never
+    # mixes with ours) and committed together (a failure while writing any leaves all as
+    # they were).
     with store_obj.locked(wait), MemorySampler() as memory:
         remove_stale_temps(out)
         with clock.stage("daily"):
             daily = {d: _ensure_day(store_obj, d, found[d], backend, split_size, quiet)
                      for d in present}
-        names = job.output_names(end)
-        lines = _write_window(job, store_obj, present, out, names, backend, quiet, split_size,
-                              found, daily, clock)
-    summary = {
+        with atomic_writers(paths) as (*channel_files, summary_file):
+            lines = _write_window(job, store_obj, present, out, dict(zip(CHANNELS, channel_files)),
+                                  names["summary"], backend, quiet, split_size, found, daily,
+                                  clock)
+            summary = _summary(job, days, end, present, missing, daily, lines, out, names,
+                               store_obj, clock, started, memory.peak, backend)
+            summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def _summary(job: WindowJob, days: list[dt.date], end: dt.date, present: list[dt.date],
+             missing: list[dt.date], daily: dict[dt.date, dict[str, Any]], lines: dict[str, int],
+             out: str, names: dict[str, str], store_obj: Store, clock: StageClock,
+             started: float, peak: int, backend: Backend) -> dict[str, Any]:
+    return {
         "window": {"first": f"{days[0]:%Y-%m-%d}", "last": f"{end:%Y-%m-%d}", "days": job.days},
         "top": job.top,
         "days_used": [f"{d:%Y-%m-%d}" for d in present],
@@ -151,12 +177,9 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
         "store": store_obj.root,
         "stage_seconds": clock.seconds,
         "wall_seconds": round(time.time() - started, 4),
-        "peak_rss_bytes": memory.peak,
+        "peak_rss_bytes": peak,
         **backend.describe(),
     }
-    atomic_write_bytes(os.path.join(out, names["summary"]),
-                       orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
-    return summary
 
 
 def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_size: int,
@@ -165,11 +188,10 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
         raise JobError(f"cannot read log {path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise JobError(f"cannot read log {path}: permission denied")
-    cached = store.is_fresh(day, path)
     started = time.perf_counter()
-    if cached:
-        manifest = store.manifest(day) or {}
-    else:
+    manifest = store.fresh_manifest(day, path)  # read once: what is checked is what is used
+    cached = manifest is not None
+    if manifest is None:
         log.info("reducing %s", path)
         manifest = store.reduce(day, path, backend, split_size=split_size, quiet=quiet)
     return {"log": path, "cached": cached, "lines": manifest["lines"],
@@ -180,11 +202,16 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
 
 
 def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str,
-                  names: dict[str, str], backend: Backend, quiet: bool, split_size: int,
-                  found: dict[dt.date, str], daily: dict[dt.date, dict[str, Any]],
-                  clock: StageClock) -> dict[str, int]:
-    for attempt in (0, 1):
-        scratch = make_temp_dir(out, names["summary"])
+                  files: dict[str, BinaryIO], scratch_name: str, backend: Backend, quiet: bool,
+                  split_size: int, found: dict[dt.date, str],
+                  daily: dict[dt.date, dict[str, Any]], clock: StageClock) -> dict[str, int]:
+    """Run the window tasks and merge each channel into ``files[channel]``; returns lines per
+    channel."""
+    # A stage stops at its first failed task, so each attempt finds at most one damaged day:
+    # one attempt more than there are days lets every day be reduced again once, never twice.
+    recomputed: set[dt.date] = set()
+    for _attempt in range(len(present) + 1):
+        scratch = make_temp_dir(out, scratch_name)
         try:
             tasks = _window_tasks(job, store, present, scratch)
             try:
@@ -194,8 +221,9 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
                                         unit="partition", quiet=quiet)
             except JobError as exc:
                 bad = _corrupt_day(exc, store, present)
-                if bad is None or attempt:
+                if bad is None or bad in recomputed:
                     raise
+                recomputed.add(bad)
                 log.warning("store table of %s is damaged (%s); reducing that day again",
                             f"{bad:%Y-%m-%d}", exc.__cause__)
                 store.discard(bad)
@@ -204,9 +232,8 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
             lines = {}
             with clock.stage("merge"):
                 for channel in CHANNELS:
-                    with atomic_writer(os.path.join(out, names[channel])) as f:
-                        lines[channel] = merge_partitions(
-                            [r for r in results if r.channel == channel], f)
+                    lines[channel] = merge_partitions(
+                        [r for r in results if r.channel == channel], files[channel])
             return lines
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -147,6 +147,7 @@ def backend_from_args(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from mapreduce.fsutil import ensure_writable_folder
     from mapreduce.job import ArrayJob, load_job
     from mapreduce.runner import DEFAULT_REDUCERS, run_job
 
@@ -159,8 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"input {path} does not exist or is not a regular file")
         if not os.access(path, os.R_OK):
             raise UsageError(f"input {path} is not readable")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise UsageError(f"output {args.out} exists and is not a folder")
+    # an unwritable --out is a bad command line (exit 2), not an OSError once the run started
+    ensure_writable_folder(args.out, "output")
     name = job.name or "output"
     output = os.path.join(args.out, name if isinstance(job, ArrayJob) else f"{name}.tsv")
     with backend_from_args(args) as backend:
@@ -210,6 +211,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.days < 1 or args.lines_per_day < 0:
         raise UsageError("--days must be at least 1 and --lines-per-day at least 0")
+    if (args.users is not None and args.users < 1) or (args.songs is not None and args.songs < 1):
+        raise UsageError("--users and --songs must be at least 1")
     if not 0 <= args.corrupt_share <= 1:
         raise UsageError("--corrupt-share must be between 0 and 1")
     end = parse_date(args.end) if args.end else dt.date(2024, 1, 7)
@@ -238,17 +241,28 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         return args.handler(args)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug still ends in one line; -v shows where
+        log.debug("unexpected error", exc_info=True)
+        _error(f"internal error, please report it: {type(exc).__name__}: {exc} "
+               "(run with -v for the traceback)")
+        return 1
+
+
+def _error(message: str) -> None:
+    """One line whatever the message holds: a worker's exception text may span several."""
+    print("error: " + " ".join(part.strip() for part in message.splitlines() if part.strip()),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

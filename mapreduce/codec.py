@@ -94,8 +94,14 @@ class ChecksumError(Exception):
 def load_table(path: str, crc32: int | None = None) -> dict[str, np.ndarray]:
     """Read a table (read-only columns); with ``crc32``, raise :class:`ChecksumError` unless the
     bytes match it."""
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        if crc32 is None:
+            raise
+        # a table its writer recorded (with a checksum) and that is gone: damage like any other
+        raise ChecksumError(f"{path}: missing (deleted from disk)") from None
     if crc32 is not None and zlib.crc32(data) != crc32:
         raise ChecksumError(f"{path}: checksum mismatch (truncated or altered on disk)")
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterator, Sequence
 
 TEMP_MARK = ".tmp-"
 _UMASK = os.umask(0o022)
@@ -18,18 +18,47 @@ os.umask(_UMASK)
 @contextlib.contextmanager
 def atomic_writer(path: str) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it is flushed, synced and renamed."""
-    folder, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(base), dir=folder)
+    with atomic_writers([path]) as (f,):
+        yield f
+
+
+@contextlib.contextmanager
+def atomic_writers(paths: Sequence[str]) -> Iterator[list[BinaryIO]]:
+    """Replace several files together: every one is written and synced before the first is
+    renamed, so a failure while writing any of them (a full disk) leaves all as they were, never
+    a new file beside an old one. Only a crash during the renames themselves can split the set.
+
+    An ``OSError`` that names no file, or only a temporary one, is raised again naming the
+    target, so that its one-line message says where the write failed.
+    """
+    targets = [os.path.abspath(p) for p in paths]
+    temps: list[str] = []
+    files: list[BinaryIO] = []
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
-        with os.fdopen(fd, "wb", buffering=1 << 20) as f:
-            yield f
+        for target in targets:
+            folder, base = os.path.split(target)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(base), dir=folder)
+            temps.append(tmp)
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual mode
+            files.append(os.fdopen(fd, "wb", buffering=1 << 20))
+        yield files
+        for f in files:
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            f.close()
+        for tmp, target in zip(temps, targets):
+            os.replace(tmp, target)
+    except BaseException as exc:
+        for f in files:
+            with contextlib.suppress(OSError, ValueError):
+                f.close()  # may try to flush what a full disk refused: that fails again
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno and (
+                exc.filename is None or TEMP_MARK in os.path.basename(str(exc.filename))):
+            where = targets[0] if len(targets) == 1 else os.path.dirname(targets[0])
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), where) from exc
         raise
 
 
@@ -60,6 +89,22 @@ def replace_dir(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
+def ensure_writable_folder(path: str, what: str = "output") -> None:
+    """Create folder ``path`` if needed and check that files can be made in it; a problem is a
+    :class:`UsageError` (a bad command line, exit 2) naming ``what`` the folder is for, found
+    before any work rather than as an OSError from deep inside a run."""
+    from mapreduce.errors import UsageError
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{what} {path} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {what} folder {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} folder {path} is not writable")
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
     with atomic_writer(path) as f:
         f.write(data)
@@ -75,8 +120,8 @@ def remove_stale_temps(folder: str) -> list[str]:
     except FileNotFoundError:
         return removed
     for name in names:
-        if name.startswith(".") and TEMP_MARK in name and not _owner_alive(name):
-            path = os.path.join(folder, name)
+        path = os.path.join(folder, name)
+        if name.startswith(".") and TEMP_MARK in name and not _owner_alive(name, path):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -86,11 +131,30 @@ def remove_stale_temps(folder: str) -> list[str]:
     return removed
 
 
-def _owner_alive(name: str) -> bool:
+#: psutil derives a process's start time from the boot time, which /proc gives in whole seconds
+_START_TIME_SLACK = 2.0
+
+
+def _owner_alive(name: str, path: str) -> bool:
+    """Whether the process named in a temporary name may still be writing it. A live pid is not
+    enough: pids are reused (soon, in a container; from 1 again after a reboot), and a temporary
+    file last written before its pid's process started was not written by that process."""
     import psutil
 
     pid_text = name.split(TEMP_MARK, 1)[1].split("-", 1)[0]
     if not pid_text.isdigit():
         return False
-    pid = int(pid_text)
-    return pid == os.getpid() or psutil.pid_exists(pid)
+    try:
+        proc = psutil.Process(int(pid_text))
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped: writes nothing
+            return False
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True  # cannot tell: keep it
+    try:
+        written = os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return True  # gone already
+    return started <= written + _START_TIME_SLACK

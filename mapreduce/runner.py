@@ -14,7 +14,9 @@
 Everything under scratch is removed whatever happens; the output appears only complete.
 A task that raises fails the run at once with a JobError naming stage, task and split, the
 worker's exception chained as ``__cause__``; the rest are cancelled. A worker process that dies
-breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times.
+breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times
+(a worker that died holding no task costs no attempt). An input that changed while the map read
+it fails the run.
 """
 from __future__ import annotations
 
@@ -67,16 +69,39 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
     bar = tqdm(total=sum(weight(t) for t in tasks), desc=stage, unit=unit,
                unit_scale=unit == "B", disable=not show_progress(quiet), leave=False)
 
-    def submit(i: int) -> None:
+    def submit(i: int) -> bool:
         task = tasks[i]
         if attempts[i] and hasattr(task, "attempt"):
             task = replace(task, attempt=attempts[i])
-        running[backend.executor.submit(fn, task)] = i
+        try:
+            running[backend.executor.submit(fn, task)] = i
+        except BrokenProcessPool:
+            return False
+        return True
 
+    idle_breaks = 0
     try:
         while queue or running:
             while queue and len(running) < max(1, backend.workers):
-                submit(queue.pop())
+                if submit(queue[-1]):
+                    queue.pop()
+                    continue
+                # The pool broke before this task reached it. With tasks in flight, their futures
+                # report it below and are charged as usual. With none, a worker died while idle
+                # (between tasks or stages, e.g. the OOM killer choosing a worker that keeps its
+                # memory): no task was lost, so start a fresh pool without charging any task.
+                if running:
+                    break
+                idle_breaks += 1
+                if idle_breaks > retries:
+                    raise JobError(f"the worker pool broke {idle_breaks} times before a task "
+                                   "could start (workers dying at start-up?); giving up",
+                                   stage=stage)
+                log.warning("%s stage: a worker process died while idle; starting new workers",
+                            stage)
+                backend.renew()
+            if not running:
+                continue
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             lost: list[int] = []
             for future in done:
@@ -139,6 +164,7 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
     scratch = make_temp_dir(out_dir, os.path.basename(output))
     try:
         with MemorySampler() as memory:
+            seen = {path: _file_state(path) for path in inputs}
             splits = plan_splits(inputs, split_size)
             map_tasks = [MapTask(job_ref, i, s, reducers, scratch, memory_budget, block_size)
                          for i, s in enumerate(splits)]
@@ -147,6 +173,7 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
                                         where=lambda t: str(t.split),
                                         weight=lambda t: t.split.length, unit="B",
                                         quiet=quiet, retries=retries)
+            _check_unchanged(seen)
             reduce_tasks = _reduce_tasks(job_ref, map_results, scratch, is_arrays)
             with clock.stage("reduce"):
                 reduce_results = run_stage(backend, "reduce", reduce_tasks, run_reduce,
@@ -163,6 +190,28 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
         return RunResult(output, report, map_results, reduce_results)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _file_state(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def _check_unchanged(seen: dict[str, tuple[int, int, int, int]]) -> None:
+    """Splits are byte ranges planned on the sizes seen before the map: an input that grew,
+    shrank or was replaced since then was read in part, or in parts of two versions. Failing
+    beats a result that silently misses lines."""
+    for path, before in seen.items():
+        try:
+            now = _file_state(path)
+        except FileNotFoundError:
+            now = None
+        if now != before:
+            what = "was removed" if now is None else (
+                f"went from {before[0]} to {now[0]} bytes" if now[0] != before[0]
+                else "was modified or replaced")
+            raise JobError(f"{path} changed while it was being read ({what}); run again once "
+                           "its writer has finished")
 
 
 def _reduce_tasks(job_ref: str, map_results: list[MapResult], scratch: str,
