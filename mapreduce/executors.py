@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any, Callable
 
@@ -86,7 +88,8 @@ class LocalBackend(Backend):
         self.executor = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def renew(self) -> None:
         self.abort()
@@ -115,6 +118,21 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         self.executor.shutdown(wait=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker when the process that started it is gone.
+
+    A pool's workers hold both ends of their task queue's pipe, so a parent killed with
+    SIGKILL never closes it for them: they would wait for work forever, orphans that a nightly
+    job run unattended would pile up. A thread watching the parent's pid ends them instead.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def make_backend(kind: str = "local", workers: int | None = None, *,
