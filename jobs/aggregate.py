@@ -87,7 +87,7 @@ def _sum_wide(tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def _empty() -> dict[str, np.ndarray]:
-    e = np.zeros(0, dtype=np.int64)
+    e = np.zeros(0, dtype=np.uint8)  # unsigned like every other result: never mixed into float
     return {"group": e, "song": e.copy(), "count": e.copy()}
 
 

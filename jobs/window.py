@@ -94,7 +94,7 @@ def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:
         return 0
     # this runs in the parent over every group of the window (millions of users): columns
     # stay as narrow as they can, and a key is in one partition only, so no stable sort
-    order = np.argsort(np.concatenate([ix["key"] for ix in indexes]))  # unsigned: no float mix
+    order = np.argsort(np.concatenate([ix["key"].astype(np.uint64) for ix in indexes]))
     lengths = np.concatenate([ix["length"].astype(np.int32) for ix in indexes])
     source = np.concatenate([np.full(len(ix["key"]), i, dtype=np.uint32)
                              for i, ix in enumerate(indexes)])

@@ -51,9 +51,14 @@ def read_lines(path: str) -> Iterator[bytes]:
 
 
 def narrowest(column: np.ndarray) -> np.ndarray:
-    """The column in the smallest unsigned integer type holding all its (non-negative) values."""
-    if column.dtype.kind not in "iu" or column.size == 0:
+    """The column in the smallest unsigned integer type holding all its (non-negative) values.
+
+    An empty integer column becomes uint8 too: left int64, it would make numpy promote a later
+    concatenation with uint64 columns to float64, and large ids would compare equal."""
+    if column.dtype.kind not in "iu":
         return column
+    if column.size == 0:
+        return column.astype(np.uint8)
     top = int(column.max())
     if int(column.min()) < 0:
         return column
