@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=int, default=7, help="window length in days (default 7)")
     p.add_argument("--top", type=int, default=50, help="songs kept per group (default 50)")
     p.add_argument("--since", default=None,
-                   help="compute no date before this one, YYYYMMDD (default: every log's date)")
+                   help="compute no date before this one, YYYYMMDD or YYYY-MM-DD (default: every "
+                        "log's date)")
     p.add_argument("--quiet-period", type=positive_float, default=10.0, metavar="SECONDS",
                    help="without close events: a log is complete once unchanged this long "
                         "(default 10)")
@@ -71,22 +72,24 @@ def cmd_watch(args: argparse.Namespace) -> int:
         from jobs.watch_daemon import Daemon, WatchConfig
     except ImportError as exc:
         raise UsageError(f"mapreduce watch needs {exc.name or 'watchdog'}: "
-                         "pip install '.[watch]'") from None
+                         "pip install watchdog") from None
     from jobs.watch_log import setup_logging
 
     job = WindowJob(args.days, args.top)
     try:
         since = parse_date(args.since) if args.since else None
     except UsageError:
-        raise UsageError(f"--since {args.since!r} is not a real date as YYYYMMDD") from None
-    check_folders(args.logs, args.out)
+        raise UsageError(f"--since {args.since!r} is not a real date as YYYYMMDD or "
+                         "YYYY-MM-DD") from None
+    store = args.store or os.path.join(args.out, "store")
+    check_folders(args.logs, args.out, store)  # a bad store is exit 2, not a retry loop
     if args.log_file:
         folder = os.path.dirname(os.path.abspath(args.log_file))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UsageError(f"--log-file: folder {folder} does not exist or is not writable")
     setup_logging(args.log_format, args.log_file, getattr(args, "verbose", False))
     cfg = WatchConfig(logs=args.logs, out=args.out,
-                      store=args.store or os.path.join(args.out, "store"), job=job,
+                      store=store, job=job,
                       quiet_period=args.quiet_period, retry_seconds=args.retry_seconds,
                       since=since, no_wait=args.no_wait, polling=args.polling,
                       partitions=args.reducers or DEFAULT_PARTITIONS, split_size=args.split_size)

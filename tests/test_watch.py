@@ -376,3 +376,17 @@ def test_replaced_logs_folder_exits_1_for_a_restart(tmp_path, daemons):
     assert w.proc.wait(timeout=20) == 1
     assert "was removed or replaced" in w.stderr_text().strip().splitlines()[-1]
     assert temps(w.out) == []
+
+
+def test_store_in_the_logs_folder_is_a_usage_error(tmp_path):
+    """Checked before the daemon starts: exit 2 at once, never a retry loop writing into LOGS."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "mapreduce.cli", "watch", "--logs", str(logs),
+                           "--out", str(tmp_path / "out"), "--store", str(logs)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --store must not be the logs folder: its files would be mixed with the logs"]
+    assert os.listdir(logs) == []
