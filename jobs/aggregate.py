@@ -1,8 +1,10 @@
 """Vectorised group-by-sum and top-K over ``(group, song, count)`` tables.
 
 The hot operation of the whole project is sorting by the pair ``(group, song)``. When both fit in
-64 bits together (always, for real ids and for country indices) the pair is packed into one
-uint64 and sorted as a single key; otherwise a lexsort over both columns gives the same order.
+64 bits together (ids below 2**32, or a country index and a song id below 2**56: every id the
+service has seen) the pair is packed into one uint64 and sorted as a single key, with the count
+in the spare low bits where it fits; otherwise a lexsort over both columns gives the same order,
+slower.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``mapreduce bench``: the benchmark of issue 4, our top-50 job against DuckDB on a realistic week.
+"""``mapreduce bench``: our top-50 job against DuckDB on a realistic week.
 
     DIR/                      (--data, default bench-data)
       params.json             how the logs were generated, and their sizes: reused when they match
@@ -51,7 +51,7 @@ PARAMS_FORMAT = 1
 SAMPLE_SECONDS = 0.1
 MIB = 1 << 20
 
-#: the issue's targets: (key, text, threshold)
+#: the targets: (key, text, threshold)
 TARGETS = (
     ("cold_vs_duckdb", "cold >= 3x faster than DuckDB", 3.0),
     ("warm_vs_duckdb", "warm >= 5x faster than DuckDB recomputing the week", 5.0),
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from mapreduce.splits import DEFAULT_SPLIT_SIZE
 
     p = sub.add_parser(
-        "bench", help="benchmark the top-50 job against DuckDB (issue 4)",
+        "bench", help="benchmark the top-50 job against DuckDB",
         description="Generate (or reuse) a realistic week of logs, then time the cold and warm "
         "top-50 job, the daily reduction with 1 and 2 workers, and DuckDB doing the same week; "
         "each case in its own process, medians of --runs runs, peak memory of the process "
@@ -496,6 +496,6 @@ def render(result: dict[str, Any]) -> str:
             f"{t['value']:.2f} GiB" if t["target"] == "peak_rss_gib" else f"{t['value']:.2f}x")
         out.append(f"  {t['text']:<52} {value:>10}  {verdict}")
     if not result["full_scale"]:
-        out.append(f"note: {result['lines_per_day']:,} lines/day is below the issue's "
+        out.append(f"note: {result['lines_per_day']:,} lines/day is below the targets' "
                    f"{FULL_SCALE:,}: these figures do not judge the targets")
     return "\n".join(out)

@@ -112,12 +112,10 @@ class Store:
             return manifest
         return None
 
-    def is_fresh(self, day: dt.date, log_path: str) -> bool:
-        return self.fresh_manifest(day, log_path) is not None
-
-    def tables(self, day: dt.date, channel: str) -> dict[int, tuple[str, int, int]]:
-        """Partition -> (path, crc32, rows) of a day's tables of one channel."""
-        manifest = self.manifest(day) or {}
+    def tables(self, day: dt.date, manifest: dict[str, Any],
+               channel: str) -> dict[int, tuple[str, int, int]]:
+        """Partition -> (path, crc32, rows) of a day's tables of one channel, from its verified
+        manifest (a second reading could find it gone and silently drop the day)."""
         folder = self.day_dir(day)
         return {int(p): (os.path.join(folder, name), meta["crc32"], meta["rows"])
                 for name, meta in manifest.get("files", {}).items()

@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import orjson
@@ -85,13 +84,13 @@ def scan_logs(folder: str) -> dict[dt.date, str]:
     return logs
 
 
-def parse_date(text: str) -> dt.date:
+def parse_date(text: str, option: str = "--date") -> dt.date:
     for fmt in ("%Y%m%d", "%Y-%m-%d"):
         try:
             return dt.datetime.strptime(text, fmt).date()
         except ValueError:
             pass
-    raise UsageError(f"--date {text!r} is not a real date as YYYYMMDD or YYYY-MM-DD")
+    raise UsageError(f"{option} {text!r} is not a real date as YYYYMMDD or YYYY-MM-DD")
 
 
 def check_folders(logs: str, out: str, store: str | None = None) -> None:
@@ -148,12 +147,13 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     with store_obj.locked(wait), MemorySampler() as memory:
         remove_stale_temps(out)
         with clock.stage("daily"):
-            daily = {d: _ensure_day(store_obj, d, found[d], backend, split_size, quiet)
+            manifests: dict[dt.date, dict[str, Any]] = {}
+            daily = {d: _ensure_day(store_obj, d, found[d], backend, split_size, quiet, manifests)
                      for d in present}
         with atomic_writers(paths) as (*channel_files, summary_file):
             lines = _write_window(job, store_obj, present, out, dict(zip(CHANNELS, channel_files)),
                                   names["summary"], backend, quiet, split_size, found, daily,
-                                  clock)
+                                  manifests, clock)
             summary = _summary(job, days, end, present, missing, daily, lines, out, names,
                                store_obj, clock, started, memory.peak, backend)
             summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
@@ -183,7 +183,9 @@ def _summary(job: WindowJob, days: list[dt.date], end: dt.date, present: list[dt
 
 
 def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_size: int,
-                quiet: bool) -> dict[str, Any]:
+                quiet: bool, manifests: dict[dt.date, dict[str, Any]]) -> dict[str, Any]:
+    """Reduce the day unless its stored reduction is fresh; its verified manifest goes into
+    ``manifests`` (the window reads its tables from that, never from a second reading)."""
     if not os.path.isfile(path):
         raise JobError(f"cannot read log {path}: not a regular file")
     if not os.access(path, os.R_OK):
@@ -194,6 +196,7 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
     if manifest is None:
         log.info("reducing %s", path)
         manifest = store.reduce(day, path, backend, split_size=split_size, quiet=quiet)
+    manifests[day] = manifest
     return {"log": path, "cached": cached, "lines": manifest["lines"],
             "lines_read": 0 if cached else manifest["lines"],
             "corrupt_lines": manifest["corrupt_lines"],
@@ -204,7 +207,8 @@ def _ensure_day(store: Store, day: dt.date, path: str, backend: Backend, split_s
 def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str,
                   files: dict[str, BinaryIO], scratch_name: str, backend: Backend, quiet: bool,
                   split_size: int, found: dict[dt.date, str],
-                  daily: dict[dt.date, dict[str, Any]], clock: StageClock) -> dict[str, int]:
+                  daily: dict[dt.date, dict[str, Any]],
+                  manifests: dict[dt.date, dict[str, Any]], clock: StageClock) -> dict[str, int]:
     """Run the window tasks and merge each channel into ``files[channel]``; returns lines per
     channel."""
     # A stage stops at its first failed task, so each attempt finds at most one damaged day:
@@ -213,7 +217,7 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
     for _attempt in range(len(present) + 1):
         scratch = make_temp_dir(out, scratch_name)
         try:
-            tasks = _window_tasks(job, store, present, scratch)
+            tasks = _window_tasks(job, store, present, manifests, scratch)
             try:
                 with clock.stage("window"):
                     results = run_stage(backend, "window", tasks, run_window,
@@ -227,7 +231,8 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
                 log.warning("store table of %s is damaged (%s); reducing that day again",
                             f"{bad:%Y-%m-%d}", exc.__cause__)
                 store.discard(bad)
-                daily[bad] = _ensure_day(store, bad, found[bad], backend, split_size, quiet)
+                daily[bad] = _ensure_day(store, bad, found[bad], backend, split_size, quiet,
+                                         manifests)
                 continue
             lines = {}
             with clock.stage("merge"):
@@ -241,13 +246,13 @@ def _write_window(job: WindowJob, store: Store, present: list[dt.date], out: str
 
 
 def _window_tasks(job: WindowJob, store: Store, present: list[dt.date],
-                  scratch: str) -> list[WindowTask]:
+                  manifests: dict[dt.date, dict[str, Any]], scratch: str) -> list[WindowTask]:
     """One task per (channel, partition), or several when a partition holds more rows than a
     task may (days much larger than the store was sized for, or a long window): each then
     keeps the groups of one slice of a second hash, so memory stays bounded."""
     tasks = []
     for channel in CHANNELS:
-        per_day = [store.tables(d, channel) for d in present]
+        per_day = [store.tables(d, manifests[d], channel) for d in present]
         for p in range(store.partitions):
             found = [t[p] for t in per_day if p in t]
             if not found:

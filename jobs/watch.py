@@ -76,11 +76,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from jobs.watch_log import setup_logging
 
     job = WindowJob(args.days, args.top)
-    try:
-        since = parse_date(args.since) if args.since else None
-    except UsageError:
-        raise UsageError(f"--since {args.since!r} is not a real date as YYYYMMDD or "
-                         "YYYY-MM-DD") from None
+    since = parse_date(args.since, "--since") if args.since else None
     store = args.store or os.path.join(args.out, "store")
     check_folders(args.logs, args.out, store)  # a bad store is exit 2, not a retry loop
     if args.log_file:

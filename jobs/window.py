@@ -48,9 +48,9 @@ class WindowResult:
 
 def run_window(task: WindowTask) -> WindowResult:
     started = time.perf_counter()
-    tables = [codec.load_table(path, crc) for path, crc in task.inputs]
-    if task.slices > 1:
-        tables = [_slice(t, task.slice_index, task.slices) for t in tables]
+    # one day's table at a time is loaded whole; only this task's slice of it is kept
+    tables = [_slice(codec.load_table(path, crc), task.slice_index, task.slices)
+              for path, crc in task.inputs]
     summed = sum_by_key(None, None, tables=tables)
     del tables
     best, rank = top_k(summed, task.top)
@@ -67,8 +67,9 @@ def run_window(task: WindowTask) -> WindowResult:
                         Text(b",", ~last), Text(b"\n", last)], n)
     ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10) + 1
     lengths = np.diff(ends, prepend=0)
-    text_path = task.out_prefix + ".txt"
-    index_path = task.out_prefix + ".idx.tbl"
+    # pid in the names: a cluster's rerun of a cut-off but live task must not share its files
+    text_path = f"{task.out_prefix}.{os.getpid()}.txt"
+    index_path = f"{task.out_prefix}.{os.getpid()}.idx.tbl"
     with open(text_path, "wb") as f:
         f.write(text)
     codec.save_table(index_path, {"key": group[first], "length": lengths})
@@ -78,6 +79,8 @@ def run_window(task: WindowTask) -> WindowResult:
 
 def _slice(table: dict[str, np.ndarray], index: int, slices: int) -> dict[str, np.ndarray]:
     """The rows whose group falls in one slice; a second hash, independent of the partition's."""
+    if slices == 1:
+        return table
     keep = (mix64(table["group"].astype(np.uint64) ^ _SLICE_SALT) % np.uint64(slices)) == index
     return {name: col[keep] for name, col in table.items()}
 
@@ -102,6 +105,7 @@ def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:
                                  for ix in indexes])
     del indexes
     out_end = np.cumsum(lengths[order], dtype=np.int64)
+    _allow_open_files(len(results) + 64)
     files = [open(r.text_path, "rb") for r in results]
     try:
         lo = 0
@@ -114,6 +118,19 @@ def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:
         for f in files:
             f.close()
     return len(order)
+
+
+def _allow_open_files(count: int) -> None:
+    """A long window cut into many slices has one text file each, all read at once: lift the
+    soft limit on open files (often 1024) up to the hard one when that is needed."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        target = count if hard == resource.RLIM_INFINITY else min(count, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _gather(rows: np.ndarray, source: np.ndarray, file_start: np.ndarray, lengths: np.ndarray,

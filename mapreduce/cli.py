@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Callable
 
 from mapreduce.errors import JobError, UsageError
 
@@ -122,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_top)
 
     p = sub.add_parser("generate", help="write deterministic synthetic listen logs",
-                       description="Seeded synthetic logs with realistic skew and 0.1%% corrupt "
+                       description="Seeded synthetic logs with realistic skew and 0.1% corrupt "
                        "lines (also scripts/generate_logs.py).",
                        epilog="example:\n  mapreduce generate --out logs --days 7 "
                        "--lines-per-day 100000",
@@ -215,7 +214,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError("--users and --songs must be at least 1")
     if not 0 <= args.corrupt_share <= 1:
         raise UsageError("--corrupt-share must be between 0 and 1")
-    end = parse_date(args.end) if args.end else dt.date(2024, 1, 7)
+    end = parse_date(args.end, "--end") if args.end else dt.date(2024, 1, 7)
     paths = generate(args.out, days=args.days, lines_per_day=args.lines_per_day, end=end,
                      seed=args.seed, users=args.users, songs=args.songs,
                      corrupt_share=args.corrupt_share)

@@ -45,7 +45,6 @@ class DaskBackend(Backend):
 
     name = "dask"
     # dask reschedules a dead worker's tasks itself; the runner never sees BrokenProcessPool
-    retries_lost_workers = False
 
     def __init__(self, workers: int | None, *, scheduler: str | None) -> None:
         self.scheduler = scheduler

@@ -48,7 +48,6 @@ class Backend:
     """An executor plus its lifecycle. ``workers`` is how many tasks may usefully run at once."""
 
     name = "inline"
-    retries_lost_workers = True  # the runner resubmits tasks of a worker that died
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = workers
@@ -59,6 +58,10 @@ class Backend:
 
     def abort(self) -> None:
         """Stop now: cancel queued tasks and kill running ones."""
+
+    def dead_workers(self) -> bool:
+        """Whether a worker process is known dead (only a process pool can tell)."""
+        return False
 
     def explain(self, exc: BaseException) -> str:
         """One line saying why a task failed; a backend knows its own executor's errors best."""
@@ -94,6 +97,10 @@ class LocalBackend(Backend):
     def renew(self) -> None:
         self.abort()
 
+    def dead_workers(self) -> bool:
+        procs = getattr(self.executor, "_processes", None) or {}
+        return any(p.exitcode is not None for p in list(procs.values()))
+
     def abort(self) -> None:
         """Kill the pool's processes and put a fresh pool in its place (workers start lazily),
         so a long-lived backend, the daemon's, stays usable after a failed run."""
@@ -115,10 +122,6 @@ class LocalBackend(Backend):
             except (OSError, ValueError, AssertionError):
                 pass
         self.executor = self._new_pool()
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
-
 
 def _exit_with_parent(parent: int) -> None:
     """Worker initializer: end this worker when the process that started it is gone.

@@ -9,7 +9,6 @@ from typing import Any
 import psutil
 
 from mapreduce.fsutil import atomic_write_bytes
-from mapreduce import codec
 
 
 def tree_rss(proc: psutil.Process) -> int:

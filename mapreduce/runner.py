@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_REDUCERS = 8
 DEFAULT_RETRIES = 2
 DEFAULT_MEMORY_BUDGET = 128 * 1024 * 1024
+_POLL_SECONDS = 1.0
+_DEAD_WORKER_GRACE = 5.0  # a pool normally reports a dead worker within milliseconds
 
 
 def show_progress(quiet: bool) -> bool:
@@ -80,6 +82,7 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
         return True
 
     idle_breaks = 0
+    dead_since: float | None = None
     try:
         while queue or running:
             while queue and len(running) < max(1, backend.workers):
@@ -102,8 +105,20 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                 backend.renew()
             if not running:
                 continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(running), timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
             lost: list[int] = []
+            if not done and backend.dead_workers():
+                # The pool learns of a dead worker from its result pipe; a worker killed while
+                # writing a result leaves half a message there, and the pool then waits for the
+                # rest for ever, its futures never failing. Its processes tell the truth.
+                dead_since = dead_since or time.monotonic()
+                if time.monotonic() - dead_since > _DEAD_WORKER_GRACE:
+                    log.warning("%s stage: a worker process died and the pool did not notice; "
+                                "starting over with new workers", stage)
+                    lost = list(running.values())
+                    running.clear()
+            else:
+                dead_since = None
             for future in done:
                 i = running.pop(future)
                 try:
@@ -118,6 +133,7 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
             if lost:
                 lost += running.values()  # the broken pool fails every task it held
                 running.clear()
+                dead_since = None
                 for i in lost:
                     attempts[i] += 1
                     if attempts[i] > retries:

@@ -1,8 +1,9 @@
 """Map and reduce tasks: top-level functions over small frozen specs, run in worker processes.
 
 Only specs and results (paths, byte ranges, counts) cross the process boundary; the data stays in
-files in the run's scratch folder. A task writes only under names that carry its attempt number,
-so a retried task never collides with the remains of a killed one.
+files in the run's scratch folder. A task writes only under names that carry its attempt number
+and its process id, so a retried task never collides with the remains of a killed one, nor a
+cluster's rerun with a cut-off first run that is still alive.
 """
 from __future__ import annotations
 
@@ -91,11 +92,16 @@ def run_map(task: MapTask) -> MapResult:
                         "worker": _worker_name()})
 
 
+def _own(path: str) -> str:
+    """``path`` tagged with this process: a cluster may rerun a task whose first run is cut
+    off but still alive, and each execution must write files of its own."""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}.{os.getpid()}{ext}"
+
+
 def _run_path(task: MapTask, channel: str, partition: int, spill: int, ext: str) -> str:
-    # The pid too: a cluster may rerun a task whose first run is cut off but still alive, with
-    # the same attempt number; each execution must write files of its own.
-    return os.path.join(task.scratch, f"map{task.index:05d}.a{task.attempt}.{os.getpid()}"
-                                      f".{channel}.p{partition:05d}.s{spill}.{ext}")
+    return _own(os.path.join(task.scratch, f"map{task.index:05d}.a{task.attempt}.{channel}"
+                                           f".p{partition:05d}.s{spill}.{ext}"))
 
 
 def _map_records(job: Job, task: MapTask) -> MapResult:
@@ -200,16 +206,17 @@ def run_reduce(task: ReduceTask) -> ReduceResult:
 
 
 def _reduce(job: Job | ArrayJob, task: ReduceTask, started: float) -> ReduceResult:
+    path = _own(task.out_path)
     if isinstance(job, ArrayJob):
         tables = [codec.load_table(p) for p in task.inputs]
         merged = job.combine(task.channel, tables)
         del tables
         records = codec.table_rows(merged)
-        size, crc = codec.save_table(task.out_path, merged)
+        size, crc = codec.save_table(path, merged)
     else:
-        records = codec.write_lines(task.out_path, _reduce_records(job, task.inputs))
-        size, crc = os.path.getsize(task.out_path), None
-    return ReduceResult(task.index, task.channel, task.partition, task.out_path, records,
+        records = codec.write_lines(path, _reduce_records(job, task.inputs))
+        size, crc = os.path.getsize(path), None
+    return ReduceResult(task.index, task.channel, task.partition, path, records,
                         time.perf_counter() - started, size, crc)
 
 

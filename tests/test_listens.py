@@ -70,7 +70,6 @@ def test_daily_job_map_and_combine():
     assert list(zip(once["group"], once["song"], once["count"])) == [(10, 1, 2), (10, 2, 1), (11, 1, 1)]
     merged = job.combine("user", [once, tables["user"]])  # summed with raw pairs
     assert merged["count"].tolist() == [4, 2, 2]
-    user = merged
     parts = job.partition("user", merged, 8)
     assert parts.dtype == np.uint16 and (parts[0] == parts[1])  # same user, same partition
 

@@ -121,3 +121,15 @@ def test_map_spills_over_its_memory_budget(tmp_path, backend):
 def test_unknown_job_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot import job module"):
         run_job("no_such_module:Job", [], str(tmp_path / "x"), make_backend("inline"))
+
+
+def test_worker_killed_while_sending_its_result_does_not_hang_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("MR_TEST_KILL_MARKER", str(tmp_path / "killed-once"))
+    paths = _make_inputs(tmp_path, files=1, lines=500)
+    with open(paths[0], "ab") as f:
+        f.write(b"\nhalf\n")
+    out = tmp_path / "out" / "plays.tsv"
+    with make_backend("local", 1) as backend:
+        run_job("tests.jobs_for_tests:DiesMidResult", paths, str(out), backend, reducers=2)
+    assert (tmp_path / "killed-once").exists()
+    assert out.read_bytes() == _expected(paths)

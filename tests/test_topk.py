@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import time
 
 import orjson
 import pytest
@@ -12,7 +11,6 @@ from jobs.generate import generate
 from jobs.topk import Top50, WindowJob, run_window_job
 from jobs.yearly_top10 import YearlyTop10
 from mapreduce.cli import main
-from mapreduce.errors import JobError
 from tests.conftest import DAY, temp_names
 from tests.oracle import reference_files
 

@@ -3,7 +3,6 @@ saying so, stores nothing for that day, leaves the previous outputs as they were
 the writer is done gives the right files."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import threading
 import time
@@ -19,7 +18,7 @@ from mapreduce.runner import run_job
 from tests.conftest import DAY
 from tests.oracle import reference_files
 from tests.reliability.helpers import (assert_error, assert_ok, no_temps, run_cli, start_cli,
-                                       finish, song_plays_expected)
+                                       finish)
 
 CHANGED = "changed while it was being read"
 OUTPUTS = ("country_top50_20240107.txt", "user_top50_20240107.txt", "top50_20240107.summary.json")

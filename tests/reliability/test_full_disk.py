@@ -21,7 +21,7 @@ from jobs.store import Store
 from mapreduce.cli import main
 from tests.conftest import DAY
 from tests.oracle import reference_files
-from tests.reliability.helpers import assert_error, assert_ok, no_temps, run_cli
+from tests.reliability.helpers import assert_error, no_temps, run_cli
 
 OUTPUTS = ("country_top50_20240107.txt", "user_top50_20240107.txt", "top50_20240107.summary.json")
 

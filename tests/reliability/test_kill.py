@@ -5,7 +5,6 @@ next run clears, and no lock: the kernel drops a dead process's flock. A rerun w
 (which would fail on a lock held by anyone) gives files identical to a clean run's."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import random
 import time
@@ -20,8 +19,7 @@ from jobs.topk import Top50, run_window_job
 from mapreduce.executors import make_backend
 from tests.conftest import DAY
 from tests.oracle import reference_files
-from tests.reliability.helpers import (assert_ok, finish, kill_group, no_temps, run_cli,
-                                       start_cli)
+from tests.reliability.helpers import (assert_ok, finish, kill_group, no_temps, start_cli)
 
 FILES = ("country_top50_20240107.txt", "user_top50_20240107.txt")
 SUMMARY = "top50_20240107.summary.json"
