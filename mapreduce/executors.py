@@ -109,6 +109,7 @@ class LocalBackend(Backend):
         # A running task cannot be cancelled through the Executor API; its process is killed so
         # that a failed run ends now rather than after its slowest task.
         procs = list((getattr(pool, "_processes", None) or {}).values())
+        results = getattr(pool, "_result_queue", None)  # shutdown() forgets it
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in procs:
             try:
@@ -121,7 +122,18 @@ class LocalBackend(Backend):
                 proc.join(timeout=5)
             except (OSError, ValueError, AssertionError):
                 pass
+        # A worker killed while sending its result leaves half a message in the result pipe,
+        # and the pool's manager thread waits for the rest for ever: a non-daemon thread that
+        # would keep this process from ever exiting. With every worker dead, ours is the last
+        # write end of that pipe; closing it gives the thread an end-of-file and lets it finish.
+        writer = getattr(results, "_writer", None)
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                pass
         self.executor = self._new_pool()
+
 
 def _exit_with_parent(parent: int) -> None:
     """Worker initializer: end this worker when the process that started it is gone.
