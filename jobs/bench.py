@@ -260,11 +260,13 @@ def top50_command(data: str, out: str, store: str, day: dt.date, workers: int,
 
 
 def daily_command(data: str, out: str, workers: int, split_size: int) -> list[str]:
-    # exactly the reduction the store runs for a day (jobs.store.Store.reduce): same job, same
-    # number of partitions; `mapreduce run` leaves out only the manifest
-    from jobs.store import DAILY_JOB, DEFAULT_PARTITIONS
+    # exactly the reduction the store runs for a day (mapreduce.store.Store.reduce): the top-50
+    # job's per-input step, same number of partitions; `mapreduce run` leaves out the manifest
+    from mapreduce.store import DEFAULT_PARTITIONS
+    from jobs.top50 import Top50
 
-    return _python("mapreduce.cli", "run", DAILY_JOB, log_path(data, WEEK_END), "--out", out,
+    step = Top50().steps()[0].job.ref
+    return _python("mapreduce.cli", "run", step, log_path(data, WEEK_END), "--out", out,
                    "--reducers", str(DEFAULT_PARTITIONS), "--workers", str(workers),
                    "--split-size", str(split_size), "--quiet")
 
@@ -299,7 +301,7 @@ def _clip(line: bytes) -> str:
 
 
 def output_files(out: str, day: dt.date) -> dict[str, str]:
-    from jobs.topk import Top50
+    from jobs.top50 import Top50
 
     names = Top50().output_names(day)
     return {c: os.path.join(out, names[c]) for c in ("country", "user")}
@@ -312,7 +314,7 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
               duckdb: bool = True) -> dict[str, Any]:
     """Run every case; returns the results (what bench.json holds). Raises JobError when an
     output of ours is not byte-identical to DuckDB's."""
-    from jobs.topk import Top50
+    from jobs.top50 import Top50
 
     data = os.path.abspath(data)  # the runs' commands must not depend on a working folder
     os.makedirs(data, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The listen log: file names, the line format, and the daily reduction job.
+"""The listen log: file names and the line format, parsed in bulk (every listen job reads it so).
 
 A line is ``sng_id|user_id|country``. It is valid when, after removing its ``\\n`` and one trailing
 ``\\r``, it has exactly three ``|``-separated fields, ``sng_id`` and ``user_id`` are 1 to 19 ASCII
@@ -13,15 +13,12 @@ cost per line is a few dozen machine operations, not a Python call.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 import numpy as np
 
-from mapreduce import ArrayJob
 from mapreduce.codec import narrowest
-from mapreduce.partition import partition_ints
-from jobs.aggregate import sum_by_key
+from mapreduce.inputs import DatedInputs
 
 ISO_CODES: tuple[str, ...] = tuple("""
 AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT
@@ -44,23 +41,18 @@ COUNTRY_BYTES = np.frombuffer("".join(ISO_CODES).encode(), dtype=np.uint8).resha
 
 MAX_ID = 2**63 - 1
 MAX_DIGITS = 19
-LOG_NAME = re.compile(r"listen-(\d{8})\.log")
 SAMPLE_CHARS = 200
+#: one log a day, named by its date
+LISTEN_LOGS = DatedInputs("listen-{date}.log")
 
 
 def log_date(name: str) -> dt.date | None:
     """The date of a ``listen-YYYYMMDD.log`` name with a real calendar date, else None."""
-    m = LOG_NAME.fullmatch(name)
-    if not m:
-        return None
-    try:
-        return dt.datetime.strptime(m.group(1), "%Y%m%d").date()
-    except ValueError:
-        return None
+    return LISTEN_LOGS.date_of(name)
 
 
 def log_name(day: dt.date) -> str:
-    return f"listen-{day:%Y%m%d}.log"
+    return LISTEN_LOGS.name_of(day)
 
 
 _PAD = 24  # bytes of '0' before the block, so every 8-byte window of a field start is in range
@@ -158,32 +150,3 @@ def parse_block(block: bytes, offset: int = 0, max_samples: int = 0) -> dict[str
             text = block[starts[i]:stops[i]][: SAMPLE_CHARS].decode("utf-8", "backslashreplace")
             result["samples"].append({"offset": offset + int(starts[i]), "line": text})
     return result
-
-
-class DailyListens(ArrayJob):
-    """One day's full counts of each (country, song) and each (user, song).
-
-    Channel ``country`` is partitioned by country and channel ``user`` by user, so a window over
-    several days merges partition p of each day with no further shuffle.
-    """
-
-    name = "daily"
-    channels = ("country", "user")
-
-    def map_block(self, block: bytes, offset: int):
-        parsed = parse_block(block, offset, self.max_samples)
-        # Countries are few, so summing now shrinks a block's rows a lot; (user, song) pairs
-        # are nearly all distinct within a block, so they are summed once, when the task spills.
-        tables = {
-            "country": sum_by_key(parsed["country"], parsed["song"]),
-            "user": {"group": parsed["user"], "song": parsed["song"]},
-        }
-        stats = {"lines": parsed["lines"], "corrupt_lines": parsed["corrupt"],
-                 "samples": parsed["samples"]}
-        return tables, stats
-
-    def combine(self, channel, tables):
-        return sum_by_key(None, None, tables=tables)
-
-    def partition(self, channel, table, partitions):
-        return partition_ints(table["group"], partitions)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from mapreduce.cli import add_run_options, backend_from_args
+from mapreduce.cli import add_run_options, backend_from_args, build_job
 from mapreduce.errors import UsageError
-from jobs.store import DEFAULT_PARTITIONS
-from jobs.topk import WindowJob, check_folders, parse_date
+from mapreduce.inputs import check_folders, parse_date
+from mapreduce.job import class_ref
+from mapreduce.store import DEFAULT_PARTITIONS
+from jobs.top50 import TopSongs
 
 
 def positive_float(text: str) -> float:
@@ -75,7 +77,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                          "pip install watchdog") from None
     from jobs.watch_log import setup_logging
 
-    job = WindowJob(args.days, args.top)
+    job = build_job(TopSongs, {"days": args.days, "top": args.top})
     since = parse_date(args.since, "--since") if args.since else None
     store = args.store or os.path.join(args.out, "store")
     check_folders(args.logs, args.out, store)  # a bad store is exit 2, not a retry loop
@@ -85,7 +87,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             raise UsageError(f"--log-file: folder {folder} does not exist or is not writable")
     setup_logging(args.log_format, args.log_file, getattr(args, "verbose", False))
     cfg = WatchConfig(logs=args.logs, out=args.out,
-                      store=store, job=job,
+                      store=store, job=job, job_ref=class_ref(TopSongs),
                       quiet_period=args.quiet_period, retry_seconds=args.retry_seconds,
                       since=since, no_wait=args.no_wait, polling=args.polling,
                       partitions=args.reducers or DEFAULT_PARTITIONS, split_size=args.split_size)

@@ -31,11 +31,10 @@ from mapreduce.errors import JobError, UsageError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
-from jobs.listens import log_date
-from jobs.store import DEFAULT_PARTITIONS, LockBusy, Store
-from jobs.topk import WindowJob, run_window_job
+from mapreduce.store import DEFAULT_PARTITIONS, LockBusy, Store
+from mapreduce.windowed import WindowJob, run_window_job
 from jobs.watch_events import Arrivals, Change, start_observer
-from jobs.watch_plan import Planner, Stale, scan_folder
+from jobs.watch_plan import Planner, Stale
 
 log = logging.getLogger("jobs.watch")  # the command's name, in every line it logs
 
@@ -57,6 +56,7 @@ class WatchConfig:
     out: str
     store: str
     job: WindowJob
+    job_ref: str
     quiet_period: float = 10.0
     retry_seconds: float = 30.0
     since: dt.date | None = None
@@ -108,7 +108,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.cfg, self.backend = cfg, backend
-        self.store = Store(cfg.store, cfg.partitions)
+        self.store = Store(cfg.store, cfg.partitions, step=cfg.job.steps()[0].name)
         self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since)
         self.changes: queue.Queue[Change] = queue.Queue()
         self.retry_at: dict[dt.date, float] = {}     # failed dates wait until then
@@ -170,7 +170,7 @@ class Daemon:
                      extra=_fields(event="lock_wait"))
 
     def _scan_existing(self) -> None:
-        logs, others = scan_folder(self.cfg.logs)
+        logs, others = self.cfg.job.inputs.scan(self.cfg.logs)
         for name in others:
             self._ignore(name)
         for path in logs.values():
@@ -252,7 +252,7 @@ class Daemon:
         return due
 
     def _on_change(self, change: Change) -> bool:
-        if log_date(change.name) is None:
+        if self.cfg.job.inputs.date_of(change.name) is None:
             self._ignore(change.name)
             return False
         self.planner.forget(os.path.join(self.cfg.logs, change.name))
@@ -278,14 +278,14 @@ class Daemon:
         return False
 
     def _ignore(self, name: str) -> None:
-        # same wording as jobs.topk.scan_logs, so the once-filter merges the two
-        log.warning("ignoring %s: not a listen-YYYYMMDD.log name with a real date",
-                    os.path.join(self.cfg.logs, name), extra=_fields(event="ignored", name=name))
+        # the run's wording, so the once-filter merges the two
+        log.warning(self.cfg.job.inputs.ignored_message(os.path.join(self.cfg.logs, name)),
+                    extra=_fields(event="ignored", name=name))
 
     # -- planning and running --------------------------------------------------------------
     def _plan(self) -> list[Stale]:
         try:
-            logs, others = scan_folder(self.cfg.logs)
+            logs, others = self.cfg.job.inputs.scan(self.cfg.logs)
         except OSError as exc:
             self._retry_later(f"cannot list {self.cfg.logs}: {exc.strerror or exc}")
             return []
@@ -298,7 +298,8 @@ class Daemon:
                 self.arrivals.suspect(name)
                 log.info("%s changed with no event seen yet; waiting until it is complete", path,
                          extra=_fields(event="pending", log=name, how="scan"))
-        blocked = {d for d in map(log_date, self.arrivals.pending) if d is not None}
+        blocked = {d for d in map(self.cfg.job.inputs.date_of, self.arrivals.pending)
+                   if d is not None}
         stale, self.deferred = self.planner.plan(logs, blocked)
         present = set(logs.values())
         for path in [p for p in self.planner.unreadable if p not in present]:
@@ -368,7 +369,7 @@ class Daemon:
                     return run_window_job(self.cfg.job, self.cfg.logs, self.cfg.out,
                                           self.backend, date=day, store=self.store.root,
                                           quiet=True, wait=False, partitions=self.cfg.partitions,
-                                          split_size=self.cfg.split_size)
+                                          split_size=self.cfg.split_size, job_ref=self.cfg.job_ref)
                 except LockBusy as exc:
                     # polled, not a blocking flock: a signal must be able to stop the wait
                     if not said:

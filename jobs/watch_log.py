@@ -71,5 +71,5 @@ def setup_logging(fmt: str, log_file: str | None, verbose: bool = False) -> None
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     once = OnceFilter("ignoring ")
-    for name in ("jobs.topk", "jobs.watch"):  # both report foreign names with one wording
+    for name in ("mapreduce.windowed", "jobs.watch"):  # both report foreign names with one wording
         logging.getLogger(name).addFilter(once)

@@ -1,7 +1,7 @@
 """Which window dates the watch daemon computes, decided from files alone (so a restart after
 ``kill -9`` reaches the same decision as the run that died).
 
-    LOGS/listen-*.log ──scan──▶ {day: path}
+    LOGS/listen-*.log ──job.inputs.scan──▶ {day: path}
         │  a target date is a day that has a log (and is >= --since)
         ▼
     target D ──window(D) holds a log still being written or unreadable?──▶ deferred
@@ -9,7 +9,8 @@
         ▼  current when all hold:
     OUT/country_*_D.txt, user_*_D.txt, *_D.summary.json exist
     summary.days_used == the window's days that have a log now
-    STORE/day-W/manifest.json names the log's present identity, for every used day W
+    STORE/STEP/day-W/manifest.json is fresh for the log as it is now (Store.is_fresh, the
+        rule the run itself applies), for every used day W
     no such manifest is newer than the summary (W was not reduced again since)
         │
         ▼  else: stale, with the reason; computed oldest first
@@ -27,9 +28,8 @@ from typing import Any
 
 import orjson
 
-from jobs.listens import log_date
-from jobs.store import Store, source_identity
-from jobs.topk import WindowJob
+from mapreduce.store import Store, source_identity
+from mapreduce.windowed import WindowJob
 
 
 @dataclass(frozen=True)
@@ -40,18 +40,6 @@ class Stale:
 
 def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def scan_folder(folder: str) -> tuple[dict[dt.date, str], list[str]]:
-    """Logs by day, and the other names in the folder (for the caller to report once)."""
-    logs, others = {}, []
-    for name in sorted(os.listdir(folder)):
-        day = log_date(name)
-        if day is None:
-            others.append(name)
-        else:
-            logs[day] = os.path.join(folder, name)
-    return logs, others
 
 
 class Planner:
@@ -104,7 +92,7 @@ class Planner:
         """Why the files of ``day`` must be computed again, or None when they are current."""
         names = self.job.output_names(day)
         try:
-            for key in ("country", "user"):
+            for key in self.job.output_channels:
                 os.stat(os.path.join(self.out, names[key]))
             summary_path = os.path.join(self.out, names["summary"])
             summary_mtime = os.stat(summary_path).st_mtime_ns
@@ -119,8 +107,7 @@ class Planner:
             return "the days with a log in its window changed"
         for w in used:
             manifest, mtime = self._manifest(w)
-            if (manifest is None or manifest.get("partitions") != self.store.partitions
-                    or manifest.get("source", {}).get("identity") != idents[w]):
+            if not self.store.is_fresh(manifest, idents[w], self.store.partitions):
                 return f"log of {w:%Y-%m-%d} is new or changed"
             if mtime > summary_mtime:
                 return f"{w:%Y-%m-%d} was reduced again since"

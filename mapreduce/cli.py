@@ -1,33 +1,37 @@
 """The ``mapreduce`` command line.
 
+The framework's own command is ``run``; every other command comes from the ``mapreduce.commands``
+entry-point group (``NAME = module:register``, ``register(subparsers)`` adding one sub-command
+whose ``handler(args) -> exit code`` raises UsageError / JobError like ``run``). The project's
+jobs add ``top50``, ``top``, ``generate``, ``watch`` and ``bench`` that way; a package of one's
+own adds commands the same way, and a command whose module cannot be imported is left out.
+
 Every command parses its arguments, runs, and turns any expected failure into one line on stderr:
-exit 2 for a bad command line, 1 for a run that failed, 130 when interrupted.
+exit 2 for a bad command line, 1 for a run that failed, 130 when interrupted. ``-v`` (and
+``--executor inline``) also print the failing job's traceback, its file and line included.
 """
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib
 import logging
 import os
 import re
 import sys
+import traceback
+from importlib import metadata
+from typing import Any
 
 from mapreduce.errors import JobError, UsageError
 
 log = logging.getLogger("mapreduce")
-
-#: modules that add a command: each has ``register(subparsers)`` setting ``handler`` to a
-#: function ``(args) -> exit code`` that raises UsageError / JobError like the commands here
-COMMAND_MODULES: tuple[str, ...] = ("jobs.watch", "jobs.bench")
+COMMAND_GROUP = "mapreduce.commands"
 
 EXAMPLES = """\
 examples:
-  mapreduce generate --out logs --days 7 --lines-per-day 100000
-  mapreduce top50 --logs logs --out out
-  mapreduce top --logs logs --out out --days 30 --top 10
-  mapreduce top --job jobs.yearly_top10:YearlyTop10 --logs logs --out out
   mapreduce run jobs.song_plays:SongPlays logs/*.log --out plays --reducers 4
+  mapreduce run ./my_job.py:MyJob logs/*.log --out out
+  mapreduce run jobs.distinct_listeners:DistinctListeners --logs logs --out out
+  mapreduce run JOB --help        (the job's own options)
 """
 
 
@@ -58,102 +62,122 @@ def add_run_options(p: argparse.ArgumentParser, *, reducers_help: str) -> None:
                    help="worker processes (default: physical cores)")
     p.add_argument("--executor", choices=("inline", "local", "dask"), default="local",
                    help="inline (in this process), local (process pool, default), dask (cluster)")
-    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER_ADDRESS"),
+    p.add_argument("--scheduler", default=None,
                    help="with --executor dask: tcp://HOST:8786 (default $DASK_SCHEDULER_ADDRESS; "
                         "none: a local cluster for this run)")
     p.add_argument("--reducers", type=positive_int, default=None, help=reducers_help)
     p.add_argument("--split-size", type=parse_size, default="64M",
                    help="bytes per map task, e.g. 64M (default)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
 
 
-def add_window_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--logs", required=True, help="folder of listen-YYYYMMDD.log files")
-    p.add_argument("--out", required=True, help="folder for the top files and the summary")
+def add_window_options(p: argparse.ArgumentParser, *, inputs_required: bool = True) -> None:
+    p.add_argument("--logs", required=inputs_required, help="folder of dated input files")
     p.add_argument("--date", default=None,
-                   help="last day of the window, YYYYMMDD or YYYY-MM-DD (default: newest log)")
-    p.add_argument("--store", default=None, help="daily reductions cache (default: OUT/store)")
+                   help="last day of the window, YYYYMMDD or YYYY-MM-DD (default: newest input)")
+    p.add_argument("--store", default=None, help="per-day results cache (default: OUT/store)")
     p.add_argument("--strict", action="store_true",
-                   help="fail, writing nothing, when a day of the window has no log")
+                   help="fail, writing nothing, when a day of the window has no input")
     p.add_argument("--no-wait", action="store_true",
                    help="exit at once if another job holds the store's lock")
-    add_run_options(p, reducers_help="partitions of a new store (default 64)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mapreduce", description="A multiprocessing MapReduce framework and "
-                     "its daily top-50 songs job.", epilog=EXAMPLES,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def add_job_options(p: argparse.ArgumentParser, cls: type) -> None:
+    """The job's declared options, as ``--NAME`` arguments (default None: the job's own)."""
+    if not cls.options:
+        return
+    group = p.add_argument_group(f"options of {cls.__name__}")
+    for option in cls.options:
+        group.add_argument(option.flag, dest=f"job_{option.name}", type=option.type, default=None,
+                           metavar=option.name.upper(),
+                           help=f"{option.help} (default {option.default})")
 
-    p = sub.add_parser("run", help="run any job: MODULE:CLASS over input files",
-                       description="Run a job over input files. Output: OUT/<job>.tsv (record "
-                       "jobs) or OUT/<job>/ (array jobs), and a .report.json beside it.",
-                       epilog="example:\n  mapreduce run jobs.song_plays:SongPlays logs/*.log "
-                       "--out plays --workers 2 --reducers 4",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("job", metavar="MODULE:JOBCLASS", help="e.g. jobs.song_plays:SongPlays")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="input files")
-    p.add_argument("--out", required=True, help="output folder")
-    add_run_options(p, reducers_help="reduce partitions (default 8)")
-    p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("top50", help="top 50 songs per country and per user over 7 days",
-                       description="Write country_top50_D.txt and user_top50_D.txt for the 7 days "
-                       "ending on D, reducing each log once into the store.",
-                       epilog="example:\n  mapreduce top50 --logs logs --out out --date 20240107",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_window_options(p)
-    p.set_defaults(handler=cmd_top, days=None, top=None, job=None)
+def job_params(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    return {o.name: getattr(args, f"job_{o.name}") for o in cls.options
+            if getattr(args, f"job_{o.name}", None) is not None}
 
-    p = sub.add_parser("top", help="top K songs per country and per user over N days",
-                       description="The generic window: country_topK[_Ndays]_D.txt and "
-                       "user_topK[_Ndays]_D.txt. top50 is --days 7 --top 50.",
-                       epilog="examples:\n  mapreduce top --logs logs --out out --days 30 --top 10"
-                       "\n  mapreduce top --job jobs.yearly_top10:YearlyTop10 --logs logs --out out",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--days", type=int, default=None, help="window length in days (default 7)")
-    p.add_argument("--top", type=int, default=None, help="songs kept per group (default 50)")
-    p.add_argument("--job", default=None, metavar="MODULE:CLASS",
-                   help="a WindowJob class giving the defaults for --days and --top")
-    add_window_options(p)
-    p.set_defaults(handler=cmd_top)
 
-    p = sub.add_parser("generate", help="write deterministic synthetic listen logs",
-                       description="Seeded synthetic logs with realistic skew and 0.1% corrupt "
-                       "lines (also scripts/generate_logs.py).",
-                       epilog="example:\n  mapreduce generate --out logs --days 7 "
-                       "--lines-per-day 100000",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    from jobs.generate import add_arguments
-
-    add_arguments(p)
-    p.set_defaults(handler=cmd_generate)
-
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(sub)
-    return parser
+def build_job(cls: type, params: dict[str, Any]) -> Any:
+    try:
+        return cls(**params)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def backend_from_args(args: argparse.Namespace):
     from mapreduce.executors import make_backend
 
+    scheduler = args.scheduler
+    if scheduler and args.executor != "dask":
+        raise UsageError("--scheduler is only used with --executor dask")
+    if args.executor == "dask":
+        scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     try:
-        return make_backend(args.executor, args.workers, scheduler=args.scheduler)
+        return make_backend(args.executor, args.workers, scheduler=scheduler)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
 
 
+def run_window_command(job: Any, ref: str, args: argparse.Namespace) -> int:
+    """Run a windowed job from parsed window options and print where its files are."""
+    from mapreduce.inputs import parse_date
+    from mapreduce.store import DEFAULT_PARTITIONS, LockBusy
+    from mapreduce.windowed import run_window_job
+
+    date = parse_date(args.date) if args.date else None
+    with backend_from_args(args) as backend:
+        try:
+            summary = run_window_job(job, args.logs, args.out, backend, date=date, job_ref=ref,
+                                     store=args.store, strict=args.strict, quiet=args.quiet,
+                                     wait=not args.no_wait, split_size=args.split_size,
+                                     partitions=args.reducers or DEFAULT_PARTITIONS)
+        except LockBusy as exc:
+            raise JobError(str(exc)) from None
+    print(f"window {summary['window']['first']} .. {summary['window']['last']}: "
+          f"{len(summary['days_used'])} day(s), {summary['input_lines_read']} lines read, "
+          f"{sum(summary['corrupt_lines'].values())} corrupt")
+    print("".join(f"  {path}\n" for path in summary["files"].values()), end="")
+    return 0
+
+
+def _add_run_command(sub: Any, job_cls: type | None) -> None:
+    from mapreduce.windowed import WindowJob
+
+    windowed = job_cls is not None and issubclass(job_cls, WindowJob)
+    p = sub.add_parser("run", help="run any job: MODULE:CLASS or FILE.py:CLASS",
+                       description="Run a job. A plain job runs over INPUT files: OUT/<job>.tsv "
+                       "(record jobs) or OUT/<job>/ (array jobs), and a .report.json beside it. "
+                       "A windowed job runs over a --logs folder of dated inputs for the window "
+                       "ending on --date, caching each day's result in --store. "
+                       "`mapreduce run JOB --help` lists the job's own options.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("job", metavar="JOB", help="MODULE:CLASS (importable) or FILE.py:CLASS")
+    if windowed:
+        add_window_options(p)
+    else:
+        p.add_argument("inputs", nargs="*" if job_cls is None else "+", metavar="INPUT",
+                       help="input files (plain jobs)")
+    p.add_argument("--out", required=True, help="output folder")
+    add_run_options(p, reducers_help="partitions (default 8; a new store's: 64)")
+    if job_cls is not None:
+        add_job_options(p, job_cls)
+    p.set_defaults(handler=cmd_run, job_cls=job_cls)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from mapreduce.fsutil import ensure_writable_folder
-    from mapreduce.job import ArrayJob, load_job
+    from mapreduce.job import ArrayJob, JobSpec, default_name, resolve_ref
     from mapreduce.runner import DEFAULT_REDUCERS, run_job
+    from mapreduce.windowed import WindowJob
 
-    try:
-        job = load_job(args.job)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    cls = args.job_cls
+    ref = resolve_ref(args.job)
+    job = build_job(cls, job_params(args, cls))
+    if job.name is None:
+        job.name = default_name(ref)
+    if isinstance(job, WindowJob):
+        return run_window_command(job, ref, args)
     for path in args.inputs:
         if not os.path.isfile(path):
             raise UsageError(f"input {path} does not exist or is not a regular file")
@@ -161,10 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"input {path} is not readable")
     # an unwritable --out is a bad command line (exit 2), not an OSError once the run started
     ensure_writable_folder(args.out, "output")
-    name = job.name or "output"
-    output = os.path.join(args.out, name if isinstance(job, ArrayJob) else f"{name}.tsv")
+    output = os.path.join(args.out, job.name if isinstance(job, ArrayJob) else f"{job.name}.tsv")
+    spec = JobSpec(ref, tuple(sorted(job.params().items())))
     with backend_from_args(args) as backend:
-        result = run_job(args.job, args.inputs, output, backend,
+        result = run_job(spec, args.inputs, output, backend,
                          reducers=args.reducers or DEFAULT_REDUCERS, split_size=args.split_size,
                          quiet=args.quiet)
     r = result.report
@@ -173,82 +197,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_top(args: argparse.Namespace) -> int:
-    from jobs.store import DEFAULT_PARTITIONS, LockBusy
-    from jobs.topk import WindowJob, parse_date, run_window_job
+def _job_after_run(argv: list[str]) -> str | None:
+    """The JOB of ``[-v] run JOB ...``: read before parsing, since its options are the job's."""
+    rest = [a for a in argv if a not in ("-v", "--verbose")]
+    if len(rest) >= 2 and rest[0] == "run" and not rest[1].startswith("-"):
+        return rest[1]
+    return None
 
-    job_cls: type[WindowJob] = WindowJob
-    if args.job:
-        module_name, _, cls_name = args.job.partition(":")
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    from mapreduce.job import job_class
+
+    job_cls = None
+    ref = _job_after_run(list(sys.argv[1:] if argv is None else argv))
+    if ref is not None:
         try:
-            job_cls = getattr(importlib.import_module(module_name), cls_name)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise UsageError(f"cannot load window job {args.job!r}: {exc}") from None
-        if not (isinstance(job_cls, type) and issubclass(job_cls, WindowJob)):
-            raise UsageError(f"{args.job!r} is not a WindowJob class")
-    job = job_cls(args.days, args.top)
-    date = parse_date(args.date) if args.date else None
-    with backend_from_args(args) as backend:
+            job_cls = job_class(ref)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    missing: list[str] = []
+    commands = _command_entry_points(missing)
+    parser = _Parser(prog="mapreduce", description="A multiprocessing MapReduce framework and "
+                     "its jobs.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog=EXAMPLES + (f"\ncommands that could not be loaded: "
+                                        f"{'; '.join(missing)}\n" if missing else ""))
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of a failure")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_run_command(sub, job_cls)
+    for register in commands:
+        register(sub)
+    return parser
+
+
+def _command_entry_points(missing: list[str]) -> list[Any]:
+    loaded = []
+    for ep in sorted(metadata.entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
         try:
-            summary = run_window_job(job, args.logs, args.out, backend, date=date,
-                                     store=args.store, strict=args.strict, quiet=args.quiet,
-                                     wait=not args.no_wait, split_size=args.split_size,
-                                     partitions=args.reducers or DEFAULT_PARTITIONS)
-        except LockBusy as exc:
-            raise JobError(str(exc)) from None
-    files = summary["files"]
-    print(f"window {summary['window']['first']} .. {summary['window']['last']}: "
-          f"{len(summary['days_used'])} day(s), {summary['input_lines_read']} lines read, "
-          f"{sum(summary['corrupt_lines'].values())} corrupt")
-    print(f"  {files['country']}\n  {files['user']}\n  {files['summary']}")
-    return 0
+            loaded.append(ep.load())
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not take the CLI down
+            missing.append(f"{ep.name} ({type(exc).__name__}: {exc})")
+    return loaded
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from jobs.generate import generate
-    from jobs.topk import parse_date
-
-    if args.days < 1 or args.lines_per_day < 0:
-        raise UsageError("--days must be at least 1 and --lines-per-day at least 0")
-    if (args.users is not None and args.users < 1) or (args.songs is not None and args.songs < 1):
-        raise UsageError("--users and --songs must be at least 1")
-    if not 0 <= args.corrupt_share <= 1:
-        raise UsageError("--corrupt-share must be between 0 and 1")
-    end = parse_date(args.end, "--end") if args.end else dt.date(2024, 1, 7)
-    paths = generate(args.out, days=args.days, lines_per_day=args.lines_per_day, end=end,
-                     seed=args.seed, users=args.users, songs=args.songs,
-                     corrupt_share=args.corrupt_share)
-    print(f"wrote {len(paths)} log(s) to {args.out}: {os.path.basename(paths[0])} .. "
-          f"{os.path.basename(paths[-1])}")
-    return 0
+def _version() -> str:
+    try:
+        return metadata.version("mapreduce-top50")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
+    args: argparse.Namespace | None = None
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+        quiet = getattr(args, "quiet", False) and not args.verbose
+        logging.basicConfig(level=logging.DEBUG if args.verbose else
+                            logging.WARNING if quiet else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                             stream=sys.stderr)
         if not args.verbose:
             # distributed logs every worker, nanny and connection it starts at INFO: a page of it
             # per run with --executor dask. Its warnings (a worker lost, say) still show. Its
             # import sets its loggers' levels from dask's config, so the setting goes there.
-            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+            os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error" if quiet else "warning")
         return args.handler(args)
     except UsageError as exc:
         _error(str(exc))
         return 2
     except JobError as exc:
+        _traceback_if_asked(args, exc)
         _error(str(exc))
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
+        _traceback_if_asked(args, exc)
         _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         return 1
     except Exception as exc:  # noqa: BLE001 - a bug still ends in one line; -v shows where
@@ -256,6 +286,18 @@ def main(argv: list[str] | None = None) -> int:
         _error(f"internal error, please report it: {type(exc).__name__}: {exc} "
                "(run with -v for the traceback)")
         return 1
+
+
+def _traceback_if_asked(args: argparse.Namespace | None, exc: BaseException) -> None:
+    """Under -v, or with the inline executor when a task raised (debugging a job), the whole
+    chain: the job's own exception with its file and line, then where the framework caught it.
+    A task's OSError (a full disk) is the machine's problem, not the job's: one line is enough."""
+    if args is None:
+        return
+    cause = exc.__cause__
+    if args.verbose or (getattr(args, "executor", None) == "inline" and cause is not None
+                        and not isinstance(cause, OSError)):
+        traceback.print_exception(exc, file=sys.stderr)
 
 
 def _error(message: str) -> None:

@@ -1,8 +1,8 @@
 """Intermediate data formats, in one place.
 
 * Record jobs: one ``key<TAB>value`` line per pair, both compact JSON (orjson). Compact JSON never
-  holds a raw tab and a tab sorts below every byte JSON puts in a key, so sorting whole lines
-  bytewise sorts them by encoded key: runs merge with ``heapq.merge`` on the lines themselves.
+  holds a raw tab, so the key is the text before the first tab; runs are sorted and merged by
+  :func:`line_order` (integer keys as integers, the order a reader of the output expects).
 * Array jobs: a table (named numpy columns) is one file of raw columns behind a small JSON
   header; columns are stored in the narrowest unsigned type that holds their values, which halves
   what the shuffle and the store write for the usual ids and counts.
@@ -28,6 +28,18 @@ def decode(data: bytes) -> Any:
 
 def encode_pair(key: Any, value: Any) -> bytes:
     return encode(key) + b"\t" + encode(value) + b"\n"
+
+
+def line_order(line: bytes) -> tuple[int, int, bytes]:
+    """Sort key of an encoded line: integer keys first, in numeric order (``2`` before ``10``),
+    then every other key by its JSON text. Equal keys stay adjacent, so runs sorted by it group."""
+    key = line.partition(b"\t")[0]
+    if key[:1].isdigit() or (key[:1] == b"-" and key[1:2].isdigit()):
+        try:
+            return 0, int(key), b""
+        except ValueError:  # a float such as 1.5
+            pass
+    return 1, 0, key
 
 
 def split_pair(line: bytes) -> tuple[bytes, bytes]:

@@ -37,7 +37,7 @@ from mapreduce import codec
 from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import atomic_writer, make_temp_dir, replace_dir
-from mapreduce.job import ArrayJob, load_job
+from mapreduce.job import ArrayJob, JobSpec, load_job, resolve_ref
 from mapreduce.report import MemorySampler, StageClock, write_report
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, DEFAULT_SPLIT_SIZE, plan_splits
 from mapreduce.tasks import MapResult, MapTask, ReduceResult, ReduceTask, run_map, run_reduce
@@ -160,15 +160,18 @@ class RunResult:
     reduce_results: list[ReduceResult]
 
 
-def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, *,
+def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend: Backend, *,
             reducers: int = DEFAULT_REDUCERS, split_size: int = DEFAULT_SPLIT_SIZE,
             block_size: int = DEFAULT_BLOCK_SIZE, memory_budget: int = DEFAULT_MEMORY_BUDGET,
             retries: int = DEFAULT_RETRIES, quiet: bool = True,
             report_path: str | None = None) -> RunResult:
     """Run a job over ``inputs``; ``output`` is a file (record job) or a folder (array job).
 
-    ``report_path`` defaults to ``<output>.report.json``.
+    ``report_path`` defaults to ``<output>.report.json``. A job given as a string is built with
+    its options' defaults; a :class:`JobSpec` carries parameters.
     """
+    if not isinstance(job_ref, JobSpec):
+        job_ref = JobSpec(resolve_ref(job_ref))
     job = load_job(job_ref)
     is_arrays = isinstance(job, ArrayJob)
     inputs = [os.path.abspath(p) for p in inputs]
@@ -230,7 +233,7 @@ def _check_unchanged(seen: dict[str, tuple[int, int, int, int]]) -> None:
                            "its writer has finished")
 
 
-def _reduce_tasks(job_ref: str, map_results: list[MapResult], scratch: str,
+def _reduce_tasks(job_ref: JobSpec, map_results: list[MapResult], scratch: str,
                   is_arrays: bool) -> list[ReduceTask]:
     runs: dict[tuple[str, int], list[str]] = {}
     for result in map_results:
@@ -246,7 +249,7 @@ def _commit_records(results: list[ReduceResult], output: str) -> None:
     """Merge the reducers' sorted outputs into one file sorted by key."""
     streams = [codec.read_lines(r.path) for r in results if r.path]
     with atomic_writer(output) as f:
-        for line in heapq.merge(*streams):
+        for line in heapq.merge(*streams, key=codec.line_order):
             f.write(line)
 
 
@@ -271,6 +274,7 @@ def _report(job: Any, inputs: list[str], output: str, backend: Backend,
         samples.extend(r.samples)
     report: dict[str, Any] = {
         "job": type(job).__module__ + ":" + type(job).__name__,
+        "params": job.params(),
         "output": output,
         "inputs": [{"path": p, "bytes": os.path.getsize(p)} for p in inputs],
         "input_bytes": sum(os.path.getsize(p) for p in inputs),

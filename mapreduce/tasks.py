@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 
 from mapreduce import codec
-from mapreduce.job import ArrayJob, Job, load_job
+from mapreduce.job import ArrayJob, Job, JobSpec, load_job
 from mapreduce.memtune import release_free_memory
 from mapreduce.partition import partition_of
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, Split, iter_lines, read_blocks
@@ -29,7 +29,7 @@ _RSS_CHECK_EVERY = 20_000  # lines between two memory checks of a record job's m
 
 @dataclass(frozen=True)
 class MapTask:
-    job: str
+    job: JobSpec
     index: int
     split: Split
     partitions: int
@@ -54,7 +54,7 @@ class MapResult:
 
 @dataclass(frozen=True)
 class ReduceTask:
-    job: str
+    job: JobSpec
     index: int
     channel: str
     partition: int
@@ -80,6 +80,7 @@ def _worker_name() -> str:
 
 def run_map(task: MapTask) -> MapResult:
     job = load_job(task.job)
+    job.input_path = task.split.path
     started = time.perf_counter()
     try:
         if isinstance(job, ArrayJob):
@@ -125,7 +126,7 @@ def _map_records(job: Job, task: MapTask) -> MapResult:
                 by_partition.setdefault(p, []).append(
                     out_key_bytes + b"\t" + codec.encode(out_value) + b"\n")
         for p, encoded in by_partition.items():
-            encoded.sort()
+            encoded.sort(key=codec.line_order)
             path = _run_path(task, RECORD_CHANNEL, p, spills, "jsonl")
             codec.write_lines(path, encoded)
             runs.append((RECORD_CHANNEL, p, path))
@@ -221,7 +222,7 @@ def _reduce(job: Job | ArrayJob, task: ReduceTask, started: float) -> ReduceResu
 
 
 def _reduce_records(job: Job, inputs: tuple[str, ...]):
-    merged = heapq.merge(*(codec.read_lines(p) for p in inputs))
+    merged = heapq.merge(*(codec.read_lines(p) for p in inputs), key=codec.line_order)
     for key_bytes, group in groupby(merged, key=lambda line: codec.split_pair(line)[0]):
         values = (codec.decode(codec.split_pair(line)[1]) for line in group)
         for out_key, out_value in job.reducer(codec.decode(key_bytes), values) or ():

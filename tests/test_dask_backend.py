@@ -23,7 +23,8 @@ pytest.importorskip("distributed")
 from distributed import Client, KilledWorker, LocalCluster  # noqa: E402
 
 from jobs.generate import generate  # noqa: E402
-from jobs.topk import Top50, run_window_job  # noqa: E402
+from jobs.top50 import Top50
+from mapreduce.windowed import run_window_job  # noqa: E402
 from mapreduce import cli  # noqa: E402
 from mapreduce.dask_backend import DaskBackend  # noqa: E402
 from mapreduce.errors import JobError  # noqa: E402
@@ -144,7 +145,7 @@ def test_damaged_store_table_is_recomputed_on_the_same_backend(backend, tmp_path
     out = str(tmp_path / "out")
     first = within(TIMEOUT, lambda: run_window_job(Top50(), logs, out, backend, partitions=4))
     expected = read(first["files"]["country"])
-    table = os.path.join(out, "store", "day-20240106", "country-00000.tbl")
+    table = os.path.join(out, "store", "daily", "day-20240106", "country-00000.tbl")
     with open(table, "r+b") as f:
         f.seek(10)
         f.write(b"XXXX")

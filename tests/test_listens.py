@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from jobs.listens import ISO_CODES, DailyListens, log_date, parse_block
+from jobs.listens import ISO_CODES, log_date, parse_block
+from jobs.top50 import DailyListens
 from tests.oracle import parse_line, split_lines
 
 GOOD = [b"1|2|FR", b"007|0002|GB", b"9223372036854775807|9223372036854775807|ZW",

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from jobs.generate import generate
-from jobs.topk import Top50, WindowJob, run_window_job
+from jobs.top50 import Top50, TopSongs
+from mapreduce.windowed import run_window_job
 from jobs.yearly_top10 import YearlyTop10
 from mapreduce.cli import main
 from tests.conftest import DAY, temp_names
@@ -70,7 +71,7 @@ def test_hand_written_week(tmp_path, backend, split_size):
     assert summary["days_missing"] == [] and len(summary["days_used"]) == 7
     on_disk = orjson.loads((out / "top50_20240107.summary.json").read_bytes())
     assert on_disk["window"] == {"first": "2024-01-01", "last": "2024-01-07", "days": 7}
-    manifest = orjson.loads((out / "store" / "day-20240101" / "manifest.json").read_bytes())
+    manifest = orjson.loads((out / "store" / "daily" / "day-20240101" / "manifest.json").read_bytes())
     assert [s["line"] for s in manifest["corrupt_samples"]][:3] == ["", "   ", "1|2"]
     assert temp_names(str(tmp_path)) == []
 
@@ -93,7 +94,7 @@ def test_random_weeks_match_direct_computation(tmp_path_factory, backend, week, 
     for i, lines in enumerate(week):
         if lines is not None:
             _write_log(logs, DAY - dt.timedelta(days=6 - i), lines)
-    run_window_job(WindowJob(7, top), str(logs), str(out), backend, partitions=partitions,
+    run_window_job(TopSongs(days=7, top=top), str(logs), str(out), backend, partitions=partitions,
                    split_size=split_size)
     country, user = reference_files(str(logs), DAY, 7, top)
     assert (out / f"country_top{top}_20240107.txt").read_text() == country
@@ -192,9 +193,9 @@ def test_other_names_are_ignored_with_a_warning(tmp_path, caplog):
 
 
 def test_partitions_too_large_for_one_task_are_sliced(tmp_path, backend, monkeypatch):
-    import jobs.topk
+    import mapreduce.windowed
 
-    monkeypatch.setattr(jobs.topk, "MAX_WINDOW_ROWS", 300)
+    monkeypatch.setattr(mapreduce.windowed, "MAX_WINDOW_ROWS", 300)
     logs, out = tmp_path / "logs", tmp_path / "out"
     generate(str(logs), days=3, lines_per_day=3000, end=DAY)
     run_window_job(Top50(), str(logs), str(out), backend, partitions=2)

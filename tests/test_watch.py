@@ -23,7 +23,7 @@ from typing import Any, Callable
 import pytest
 
 from jobs.generate import generate
-from jobs.store import source_identity
+from mapreduce.store import source_identity
 from tests.oracle import reference_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ def test_log_written_slowly_in_place_waits_until_complete(tmp_path, daemons, mod
     new = day(1)
     data = make_log(w.logs, new).read_bytes()
     target = w.logs / f"listen-{new:%Y%m%d}.log"
-    store_day = w.out / "store" / f"day-{new:%Y%m%d}"
+    store_day = w.out / "store" / "daily" / f"day-{new:%Y%m%d}"
     with open(target, "wb") as f:
         step = len(data) // 4 + 1
         for i in range(0, len(data), step):
@@ -280,7 +280,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing(tmp_path, daemons, stage):
     days = [day(-2), day(-1), day(0)]
     make_logs(tmp_path / "logs", days)
     w = daemons(tmp_path, *SLOW_RUN, executor="local")
-    folder, prefix = (w.out / "store", ".day-") if stage == "reduction" else (w.out, ".")
+    folder, prefix = (w.out / "store" / "daily", ".day-") if stage == "reduction" else (w.out, ".")
     wait_until(lambda: in_progress(folder, prefix), f"a {stage} in progress", timeout=60,
                daemon=w, poll=0.005)
     w.proc.kill()
@@ -297,7 +297,7 @@ def test_sigkill_mid_run_then_restart_loses_nothing(tmp_path, daemons, stage):
 def test_sigterm_during_a_run_exits_0_and_leaves_no_temporary_file(tmp_path, daemons):
     make_logs(tmp_path / "logs", [day(0)])
     w = daemons(tmp_path, *SLOW_RUN, executor="local")
-    wait_until(lambda: in_progress(w.out / "store", ".day-"), "a reduction in progress",
+    wait_until(lambda: in_progress(w.out / "store" / "daily", ".day-"), "a reduction in progress",
                timeout=60, daemon=w, poll=0.005)
     assert w.stop() == 0
     assert temps(w.out) == []

@@ -5,8 +5,9 @@ import io
 import numpy as np
 
 from mapreduce import codec
-from jobs.aggregate import sum_by_key, top_k
-from jobs.window import WindowResult, merge_partitions
+from mapreduce.aggregate import sum_by_key, top_k
+from jobs.top50 import KEYS
+from mapreduce.window import WindowResult, merge_partitions
 
 
 def _result(tmp_path, i: int, lines: list[tuple[int, bytes]]) -> WindowResult:
@@ -15,11 +16,12 @@ def _result(tmp_path, i: int, lines: list[tuple[int, bytes]]) -> WindowResult:
     index = {"key": np.array([k for k, _ in lines], dtype=np.uint64),
              "length": np.array([len(line) for _, line in lines], dtype=np.int64)}
     if not lines:  # what an empty slice writes
-        index = {"key": sum_by_key(np.zeros(0, np.int64), np.zeros(0, np.int64))["group"],
+        index = {"key": sum_by_key([{"group": np.zeros(0, np.int64), "song": np.zeros(0, np.int64)}],
+                                  KEYS)["group"],
                  "length": np.zeros(0, np.int64)}
     codec.save_table(str(tmp_path / f"{i}.idx"), index)
     return WindowResult("user", i, str(tmp_path / f"{i}.txt"), str(tmp_path / f"{i}.idx"),
-                        len(lines), len(lines), 0.0)
+                        len(lines), 0.0)
 
 
 def test_merge_orders_huge_keys_exactly_even_beside_an_empty_partition(tmp_path):
@@ -33,9 +35,9 @@ def test_merge_orders_huge_keys_exactly_even_beside_an_empty_partition(tmp_path)
 
 
 def test_top_k_ranks_by_count_then_song():
-    table = sum_by_key(np.array([5, 5, 5, 5, 9]), np.array([30, 10, 20, 40, 1]),
-                       np.array([2, 2, 7, 1, 3]))
-    best, rank = top_k(table, 2)
+    table = sum_by_key([{"group": np.array([5, 5, 5, 5, 9]), "song": np.array([30, 10, 20, 40, 1]),
+                         "count": np.array([2, 2, 7, 1, 3])}], KEYS)
+    best, rank = top_k(table, 2, KEYS)
     assert list(zip(best["group"].tolist(), best["song"].tolist(), best["count"].tolist())) == [
         (5, 20, 7), (5, 10, 2), (9, 1, 3)]
     assert rank.tolist() == [0, 1, 0]

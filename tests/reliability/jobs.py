@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import signal
 
-from jobs.listens import DailyListens
+from jobs.top50 import DailyListens
 from jobs.song_plays import SongPlays
 
 

@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-import jobs.store
+import mapreduce.store
 import mapreduce.runner
 from jobs.generate import generate
-from jobs.topk import Top50, run_window_job
+from jobs.top50 import Top50
+from mapreduce.windowed import run_window_job
 from mapreduce.errors import JobError
 from mapreduce.runner import run_job
 from tests.conftest import DAY
@@ -61,7 +62,7 @@ def test_top50_refuses_a_log_that_changes_while_reduced(tmp_path, backend, monke
     logs, out, before = _week(tmp_path, backend)
     victim = logs / f"listen-{DAY:%Y%m%d}.log"
     os.utime(victim, ns=(0, 0))  # a new identity: the day is reduced again, and changes meanwhile
-    manifest = out / "store" / f"day-{DAY:%Y%m%d}" / "manifest.json"
+    manifest = out / "store" / "daily" / f"day-{DAY:%Y%m%d}" / "manifest.json"
     stored = manifest.read_bytes()
     changed = _after_planning(monkeypatch, change)
     with pytest.raises(JobError, match=CHANGED) as info:
@@ -83,7 +84,7 @@ def test_store_refuses_same_size_rewrite_with_mtime_put_back(tmp_path, inline_ba
     logs, out, before = _week(tmp_path, inline_backend)
     victim = str(logs / f"listen-{DAY:%Y%m%d}.log")
     os.utime(victim, ns=(0, 0))
-    real = jobs.store.run_job
+    real = mapreduce.store.run_job
 
     def reduce_then_rewrite(*args, **kwargs):
         result = real(*args, **kwargs)
@@ -93,9 +94,9 @@ def test_store_refuses_same_size_rewrite_with_mtime_put_back(tmp_path, inline_ba
         os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
         return result
 
-    manifest = out / "store" / f"day-{DAY:%Y%m%d}" / "manifest.json"
+    manifest = out / "store" / "daily" / f"day-{DAY:%Y%m%d}" / "manifest.json"
     stored = manifest.read_bytes()
-    monkeypatch.setattr(jobs.store, "run_job", reduce_then_rewrite)
+    monkeypatch.setattr(mapreduce.store, "run_job", reduce_then_rewrite)
     with pytest.raises(JobError, match=f"{victim} {CHANGED}; run again once its writer"):
         run_window_job(Top50(), str(logs), str(out), inline_backend, partitions=4)
     assert {n: (out / n).read_bytes() for n in OUTPUTS} == before

@@ -59,7 +59,7 @@ TOP_BAD = {
     "top_0": (["--top", "0"], "--top must be at least 1, got 0"),
     "top_huge": (["--top", "1" + "0" * 20], "--top must be at most 9223372036854775807"),
     "job_missing": (["--job", "no.such:Job"], "cannot load window job 'no.such:Job'"),
-    "job_not_window_job": (["--job", "jobs.topk:parse_date"], "is not a WindowJob class"),
+    "job_not_window_job": (["--job", "jobs.song_plays:SongPlays"], "is not a TopSongs class"),
 }
 
 
@@ -136,12 +136,12 @@ def test_run_errors_with_multi_line_reasons_are_one_line(tmp_path):
 
 def test_unexpected_exception_is_one_line(tmp_path, logs, monkeypatch, capsys):
     """Whatever goes wrong, the promise holds: one line, exit 1; -v logs the traceback."""
-    import jobs.topk
+    import jobs.commands
 
     def broken(*args, **kwargs):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(jobs.topk, "run_window_job", broken)
+    monkeypatch.setattr(jobs.commands, "run_window_command", broken)
     assert main(_top50(logs, tmp_path / "out", "--executor", "inline", "--quiet")) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: internal error, please report it: KeyError: 'a bug' "

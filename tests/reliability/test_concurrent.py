@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from jobs.generate import generate
-from jobs.store import Store
+from mapreduce.store import Store
 from tests.conftest import DAY
 from tests.oracle import reference_files
 from tests.reliability.helpers import assert_error, assert_ok, finish, no_temps, start_cli
@@ -74,7 +74,7 @@ def test_same_window_twice_at_once(tmp_path, logs):
 def test_no_wait_while_another_holds_the_lock(tmp_path, logs):
     """Deterministic: this process holds the store's lock."""
     out = tmp_path / "out"
-    store = Store(str(out / "store"))
+    store = Store(str(out / "store"), step="daily")
     with store.locked():
         result = finish(start_cli(_top(logs, out, "--no-wait")), timeout=60)
     assert_error(result, 1, f"another job (pid {os.getpid()}) is running on store {store.root}",
@@ -85,7 +85,7 @@ def test_no_wait_while_another_holds_the_lock(tmp_path, logs):
 
 def test_without_no_wait_the_second_waits(tmp_path, logs):
     out = tmp_path / "out"
-    store = Store(str(out / "store"))
+    store = Store(str(out / "store"), step="daily")
     with store.locked():
         proc = start_cli(_top(logs, out, "--days", "1"))
         time.sleep(1.0)

@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from jobs.generate import generate
-from jobs.store import Store
+from mapreduce.store import Store
 from mapreduce.cli import main
 from tests.conftest import DAY
 from tests.oracle import reference_files
@@ -120,7 +120,7 @@ def test_enospc_at_every_write(tmp_path, before, disk_full, capsys):
         assert code == 1 and len(lines) == 1, (n, err)
         assert lines[0].startswith("error: ") and "No space left on device" in lines[0], (n, err)
         assert _snapshot(out) == good, f"write {n}: previous files changed"
-        store = Store(str(out / "store"), 3)
+        store = Store(str(out / "store"), 3, step="daily")
         for day in (DAY - dt.timedelta(days=1), DAY):  # old or new, but whole
             assert store.manifest(day) is not None, f"write {n}: day {day} lost"
         no_temps(out)

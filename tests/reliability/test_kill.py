@@ -13,12 +13,13 @@ import orjson
 import psutil
 import pytest
 
-import jobs.store
 from jobs.generate import generate
-from jobs.topk import Top50, run_window_job
+from jobs.top50 import Top50
+from mapreduce.windowed import run_window_job
 from mapreduce.executors import make_backend
 from tests.conftest import DAY
 from tests.oracle import reference_files
+from tests.reliability.jobs import DailyListensKillsItsWorkerOnce
 from tests.reliability.helpers import (assert_ok, finish, kill_group, no_temps, start_cli)
 
 FILES = ("country_top50_20240107.txt", "user_top50_20240107.txt")
@@ -72,8 +73,8 @@ def test_sigkill_of_the_whole_run_at_random_moments(tmp_path, week):
         for name in rng.sample(days, rng.randint(1, 3)):
             now = time.time_ns()
             os.utime(logs / name, ns=(now, now + i))
-        if rng.random() < 0.2 and (out / "store").exists():
-            for entry in (out / "store").iterdir():
+        if rng.random() < 0.2 and (out / "store" / "daily").exists():
+            for entry in (out / "store" / "daily").iterdir():
                 if entry.name.startswith("day-") and rng.random() < 0.5:
                     entry.rename(tmp_path / f"gone-{i}-{entry.name}")  # as if never made
         proc = start_cli(_args(logs, out))
@@ -101,8 +102,7 @@ def test_sigkill_of_one_worker_is_retried(tmp_path, monkeypatch, caplog):
     generate(str(logs), days=3, lines_per_day=5000, end=DAY)
     marker = tmp_path / "killed"
     monkeypatch.setenv("MR_TEST_KILL_MARKER", str(marker))  # before the pool's workers start
-    monkeypatch.setattr(jobs.store, "DAILY_JOB",
-                        "tests.reliability.jobs:DailyListensKillsItsWorkerOnce")
+    monkeypatch.setattr(Top50, "per_input", DailyListensKillsItsWorkerOnce)
     with make_backend("local", 2) as backend:
         run_window_job(Top50(), str(logs), str(out), backend, partitions=4, split_size=30_000)
     assert marker.exists() and "worker process died; retrying" in caplog.text

@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from jobs.generate import generate
-from jobs.store import STORE_FORMAT, Store
-from jobs.topk import Top50, run_window_job
+from mapreduce.store import STORE_FORMAT, Store
+from jobs.top50 import Top50
+from mapreduce.windowed import run_window_job
 from tests.conftest import DAY
 from tests.oracle import reference_files
 from tests.reliability.helpers import assert_ok, no_temps, run_cli
@@ -31,7 +32,7 @@ def week(tmp_path, inline_backend):
 
 
 def _day_dir(out, day: dt.date):
-    return out / "store" / f"day-{day:%Y%m%d}"
+    return out / "store" / "daily" / f"day-{day:%Y%m%d}"
 
 
 def _table(out, day: dt.date, name: str = "user-00001.tbl"):
@@ -61,7 +62,7 @@ def _rerun_and_check(logs, out, backend, clean, damaged: list[dt.date], caplog,
     for d in damaged:
         assert f"{d:%Y-%m-%d}" in caplog.text
     assert says in caplog.text
-    store = Store(str(out / "store"), PARTITIONS)
+    store = Store(str(out / "store"), PARTITIONS, step="daily")
     for d in DAYS:  # what is stored now verifies
         assert store.manifest(d) is not None
     no_temps(out)

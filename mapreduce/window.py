@@ -1,9 +1,13 @@
-"""Window tasks: sum a partition's daily counts over the window, keep the top K of each group,
-and format its lines; then merge every partition's lines in key order into one file.
+"""Window tasks: one partition of a windowed job's channel over the window's days, combined,
+finalized and formatted by the job; then every partition's lines merged in key order.
 
-    store day-D-6 .. day-D, partition p ──run_window──▶ text of p's groups (sorted by key)
-                                                        + keys and line lengths
+    STORE/STEP/day-D-6 .. day-D, partition p ──run_window──▶ text of p's groups in key order
+                                                            + each line's key and length
     all partitions ──merge_partitions──▶ one file in key order (a k-way merge done in chunks)
+
+A partition holding more rows than a task may is cut into slices by a second hash of the job's
+group column, each slice a task; one day's table at a time is loaded whole, and only the
+slice's rows of it are kept.
 """
 from __future__ import annotations
 
@@ -15,10 +19,9 @@ from typing import BinaryIO
 import numpy as np
 
 from mapreduce import codec
+from mapreduce.job import JobSpec, load_job
+from mapreduce.memtune import release_free_memory
 from mapreduce.partition import mix64
-from mapreduce.textcols import Fixed, Int, Text, format_rows
-from jobs.aggregate import sum_by_key, top_k
-from jobs.listens import COUNTRY_BYTES
 
 _SLICE_SALT = np.uint64(0x5851F42D4C957F2D)
 MERGE_CHUNK_BYTES = 4 * 1024 * 1024  # the gather index costs 4 bytes per byte of a chunk
@@ -26,10 +29,10 @@ MERGE_CHUNK_BYTES = 4 * 1024 * 1024  # the gather index costs 4 bytes per byte o
 
 @dataclass(frozen=True)
 class WindowTask:
-    channel: str                            # "country" or "user"
+    job: JobSpec
+    channel: str
     partition: int
     inputs: tuple[tuple[str, int], ...]     # (table path, crc32), one per day present
-    top: int
     out_prefix: str
     slice_index: int = 0   # this task keeps the groups whose second hash is slice_index
     slices: int = 1        # of slices
@@ -42,46 +45,45 @@ class WindowResult:
     text_path: str
     index_path: str
     lines: int
-    entries: int
     seconds: float
 
 
 def run_window(task: WindowTask) -> WindowResult:
+    job = load_job(task.job)
     started = time.perf_counter()
-    # one day's table at a time is loaded whole; only this task's slice of it is kept
-    tables = [_slice(codec.load_table(path, crc), task.slice_index, task.slices)
-              for path, crc in task.inputs]
-    summed = sum_by_key(None, None, tables=tables)
-    del tables
-    best, rank = top_k(summed, task.top)
-    del summed
-    group, n = best["group"], len(best["group"])
-    first = rank == 0
-    last = np.ones(n, dtype=bool)
-    last[:-1] = group[1:] != group[:-1]
-    if task.channel == "country":
-        prefix = Fixed(COUNTRY_BYTES[group], where=first)
-    else:
-        prefix = Int(group, where=first)
-    text = format_rows([prefix, Text(b"|", first), Int(best["song"]), b":", Int(best["count"]),
-                        Text(b",", ~last), Text(b"\n", last)], n)
+    try:
+        group = job.group_column(task.channel)
+        tables = [_slice(codec.load_table(path, crc), group, task.slice_index, task.slices)
+                  for path, crc in task.inputs]
+        combined = job.window_combine(task.channel, tables)
+        del tables
+        result = job.finalize(task.channel, combined)
+        del combined
+        keys, text = job.format(task.channel, result)
+        del result
+    finally:
+        release_free_memory()
     ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10) + 1
     lengths = np.diff(ends, prepend=0)
+    if len(lengths) != len(keys):
+        raise ValueError(f"{task.job.label}.format({task.channel!r}) returned {len(keys)} keys "
+                         f"for {len(lengths)} lines: one key per line is needed")
     # pid in the names: a cluster's rerun of a cut-off but live task must not share its files
     text_path = f"{task.out_prefix}.{os.getpid()}.txt"
     index_path = f"{task.out_prefix}.{os.getpid()}.idx.tbl"
     with open(text_path, "wb") as f:
         f.write(text)
-    codec.save_table(index_path, {"key": group[first], "length": lengths})
-    return WindowResult(task.channel, task.partition, text_path, index_path, int(first.sum()), n,
+    codec.save_table(index_path, {"key": keys, "length": lengths})
+    return WindowResult(task.channel, task.partition, text_path, index_path, len(keys),
                         time.perf_counter() - started)
 
 
-def _slice(table: dict[str, np.ndarray], index: int, slices: int) -> dict[str, np.ndarray]:
+def _slice(table: dict[str, np.ndarray], group: str, index: int,
+           slices: int) -> dict[str, np.ndarray]:
     """The rows whose group falls in one slice; a second hash, independent of the partition's."""
     if slices == 1:
         return table
-    keep = (mix64(table["group"].astype(np.uint64) ^ _SLICE_SALT) % np.uint64(slices)) == index
+    keep = (mix64(table[group].astype(np.uint64) ^ _SLICE_SALT) % np.uint64(slices)) == index
     return {name: col[keep] for name, col in table.items()}
 
 

@@ -1,15 +1,19 @@
-"""The daily store: one complete-when-present reduction per log day, reused by every window.
+"""The store: one complete-when-present result of a job's per-input step per input day,
+reused by every window over those days, for any job.
 
     STORE/
-      store.json             {"format": 3, "partitions": R}: every day uses the same R
+      store.json             {"format": 4, "partitions": R}: every result uses the same R
       .lock                  one job at a time on a store (fcntl lock; holds the owner's pid)
-      day-YYYYMMDD/          country-PPPPP.tbl, user-PPPPP.tbl, manifest.json (written last)
+      STEP/day-YYYYMMDD/     CHANNEL-PPPPP.tbl per channel and partition, manifest.json (last)
 
-A day is cached when its manifest names the same source identity as the log now has: size,
-modification time and a fingerprint of sampled content. Each table's size and crc32 are in the
-manifest; a reader verifies them, so a truncated or altered table is found and recomputed. The
-manifest carries a crc32 of its own content: an altered manifest (a count, a table's name or
-checksum) is never believed, and its day is reduced again, as when the manifest is missing.
+STEP is the per-input step's name, so jobs that share a step (the top 50 and the yearly top 10)
+share its results, and jobs that do not never mix theirs. A result is fresh when its manifest
+(:meth:`Store.fresh_manifest`, the one place that decides it) names the same source identity as
+the input now has: size, modification time and a fingerprint of sampled content, and the
+store's partition count. Each table's size and crc32 are in the manifest; a reader verifies
+them, so a truncated or altered table is found and computed again. The manifest carries a crc32
+of its own content: an altered manifest is never believed, and its day is reduced again, as
+when it is missing. A whole day is committed at once: its folder is renamed into place.
 """
 from __future__ import annotations
 
@@ -29,15 +33,15 @@ import orjson
 from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import atomic_write_bytes, remove_stale_temps, replace_dir, make_temp_dir
+from mapreduce.job import JobSpec
 from mapreduce.runner import run_job
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 
 log = logging.getLogger(__name__)
 
-#: 3: the manifest checks itself (a store of format 2 is reduced again, once)
-STORE_FORMAT = 3
+#: 4: results live under their step's name (a store of format 3 is reduced again, once)
+STORE_FORMAT = 4
 DEFAULT_PARTITIONS = 64
-DAILY_JOB = "jobs.listens:DailyListens"
 _SAMPLE = 64 * 1024
 
 
@@ -57,8 +61,13 @@ def source_identity(path: str) -> dict[str, Any]:
 
 
 class Store:
-    def __init__(self, root: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+    """The results of one per-input step (``step``, a folder name) in the store at ``root``."""
+
+    def __init__(self, root: str, partitions: int = DEFAULT_PARTITIONS, *, step: str) -> None:
+        if not step or step.startswith(".") or os.sep in step:
+            raise ValueError(f"a store step name must be a plain folder name, got {step!r}")
         self.root = os.path.abspath(root)
+        self.step = step
         os.makedirs(self.root, exist_ok=True)
         config_path = os.path.join(self.root, "store.json")
         try:
@@ -74,11 +83,22 @@ class Store:
                             self.partitions, partitions)
         else:
             self.partitions = partitions
+            if config and isinstance(config.get("format"), int) and config["format"] < 4:
+                _drop_format3_days(self.root)
             atomic_write_bytes(config_path, orjson.dumps(
                 {"format": STORE_FORMAT, "partitions": partitions}))
 
     def day_dir(self, day: dt.date) -> str:
-        return os.path.join(self.root, f"day-{day:%Y%m%d}")
+        return os.path.join(self.root, self.step, f"day-{day:%Y%m%d}")
+
+    @staticmethod
+    def is_fresh(manifest: dict[str, Any] | None, identity: dict[str, Any] | None,
+                 partitions: int) -> bool:
+        """The freshness rule, for this store's runs and for the daemon's planning alike: a
+        whole manifest, made with this partition count, from the input as it is now."""
+        return (manifest is not None and identity is not None
+                and manifest.get("partitions") == partitions
+                and manifest.get("source", {}).get("identity") == identity)
 
     def manifest(self, day: dt.date) -> dict[str, Any] | None:
         """The day's manifest if it is whole and of this store's format, else None."""
@@ -107,8 +127,8 @@ class Store:
         if damage:
             log.warning("store day %s has no usable manifest: %s; reducing it again from its log",
                         f"{day:%Y-%m-%d}", damage)
-        if (manifest is not None and manifest.get("partitions") == self.partitions
-                and manifest.get("source", {}).get("identity") == source_identity(log_path)):
+        if manifest is not None and self.is_fresh(manifest, source_identity(log_path),
+                                                  self.partitions):
             return manifest
         return None
 
@@ -124,14 +144,17 @@ class Store:
     def discard(self, day: dt.date) -> None:
         shutil.rmtree(self.day_dir(day), ignore_errors=True)
 
-    def reduce(self, day: dt.date, log_path: str, backend: Backend, *,
+    def reduce(self, job: JobSpec, day: dt.date, log_path: str, backend: Backend, *,
                split_size: int = DEFAULT_SPLIT_SIZE, quiet: bool = True) -> dict[str, Any]:
-        """Run the daily reduction of one log and put it in the store; returns its manifest."""
+        """Run the per-input step ``job`` over one input and commit its result; returns its
+        manifest."""
         before = source_identity(log_path)
-        staging = make_temp_dir(self.root, f"day-{day:%Y%m%d}")
+        folder = os.path.dirname(self.day_dir(day))
+        os.makedirs(folder, exist_ok=True)
+        staging = make_temp_dir(folder, f"day-{day:%Y%m%d}")
         os.rmdir(staging)  # run_job puts its output folder here
         try:
-            result = run_job(DAILY_JOB, [log_path], staging, backend, reducers=self.partitions,
+            result = run_job(job, [log_path], staging, backend, reducers=self.partitions,
                              split_size=split_size, quiet=quiet,
                              report_path=staging + ".report.json")
             if source_identity(log_path) != before:
@@ -143,8 +166,9 @@ class Store:
             report = result.report
             manifest = {
                 "format": STORE_FORMAT, "date": f"{day:%Y-%m-%d}", "partitions": self.partitions,
+                "step": self.step, "job": report["job"], "params": report["params"],
                 "source": {"path": os.path.abspath(log_path), "identity": before},
-                "lines": report["lines"],
+                "lines": report["lines"], "counters": report["counters"],
                 "corrupt_lines": report["counters"].get("corrupt_lines", 0),
                 "corrupt_samples": report.get("samples", []),
                 "files": files, "stage_seconds": report["stage_seconds"],
@@ -177,9 +201,20 @@ class Store:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             remove_stale_temps(self.root)  # only dead runs' leftovers: we hold the lock
+            remove_stale_temps(os.path.join(self.root, self.step))
             yield
         finally:
             os.close(fd)  # closing drops the lock; a killed process's lock goes with it
+
+
+def _drop_format3_days(root: str) -> None:
+    """A format-3 store kept the top-50's days at its top level; they are never read again."""
+    old = [n for n in os.listdir(root) if n.startswith("day-")]
+    if old:
+        log.info("store %s: upgrading to format %d; its %d day(s) of format 3 are computed "
+                 "again when needed", root, STORE_FORMAT, len(old))
+    for name in old:
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _manifest_checksum(manifest: dict[str, Any]) -> int:

@@ -1,0 +1,102 @@
+"""Inputs named by their day: ``listen-20240107.log`` is the input of 2024-01-07.
+
+A windowed job declares its inputs' name pattern once (``DatedInputs("listen-{date}.log")``);
+the run, the daemon and ``status`` all find and name inputs through it, and check the folders a
+run will use through :func:`check_folders`, so that every folder problem is a usage error found
+before any work.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+from mapreduce.errors import UsageError
+from mapreduce.fsutil import ensure_writable_folder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatedInputs:
+    """A name pattern with one ``{date}`` field, written YYYYMMDD."""
+
+    pattern: str
+
+    def __post_init__(self) -> None:
+        if self.pattern.count("{date}") != 1:
+            raise ValueError(f"a dated input pattern needs one {{date}}, got {self.pattern!r}")
+
+    @property
+    def _regex(self) -> re.Pattern[str]:
+        before, _, after = self.pattern.partition("{date}")
+        return re.compile(re.escape(before) + r"(\d{8})" + re.escape(after))
+
+    def date_of(self, name: str) -> dt.date | None:
+        """The date of a name that fits the pattern with a real calendar date, else None."""
+        m = self._regex.fullmatch(name)
+        if not m:
+            return None
+        try:
+            return dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+        except ValueError:
+            return None
+
+    def name_of(self, day: dt.date) -> str:
+        return self.pattern.replace("{date}", f"{day:%Y%m%d}")
+
+    def describe(self) -> str:
+        return self.pattern.replace("{date}", "YYYYMMDD")
+
+    def scan(self, folder: str) -> tuple[dict[dt.date, str], list[str]]:
+        """Inputs by day, and the other names in the folder (for the caller to report)."""
+        found, others = {}, []
+        for name in sorted(os.listdir(folder)):
+            day = self.date_of(name)
+            if day is None:
+                others.append(name)
+            else:
+                found[day] = os.path.join(folder, name)
+        return found, others
+
+    def ignored_message(self, path: str) -> str:
+        """What is said of a name that is not an input (one wording, so a once-filter merges
+        the run's and the daemon's)."""
+        return f"ignoring {path}: not a {self.describe()} name with a real date"
+
+
+def parse_date(text: str, option: str = "--date") -> dt.date:
+    for fmt in ("%Y%m%d", "%Y-%m-%d"):
+        try:
+            return dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            pass
+    raise UsageError(f"{option} {text!r} is not a real date as YYYYMMDD or YYYY-MM-DD")
+
+
+def window_days(end: dt.date, days: int) -> list[dt.date]:
+    """The ``days`` calendar days ending on ``end``, oldest first; a UsageError for a window
+    that would begin before the year 1 (was a traceback: --days 99999999, --date 00010103)."""
+    try:
+        return [end - dt.timedelta(days=i) for i in range(days - 1, -1, -1)]
+    except OverflowError:
+        raise UsageError(f"a window of {days} days ending {end.isoformat()} would begin "
+                         "before the year 1") from None
+
+
+def check_folders(inputs: str, out: str, store: str | None = None) -> None:
+    """Every folder problem is a usage error found before any work; ``store`` too, which
+    otherwise failed later as an OSError (exit 1), or, given the inputs folder, filled it with
+    store files that every later run warned about."""
+    if not os.path.isdir(inputs):
+        raise UsageError(f"logs folder {inputs} does not exist or is not a folder")
+    if os.path.realpath(inputs) == os.path.realpath(out):
+        raise UsageError("--out must not be the logs folder: outputs would be mixed with the logs")
+    if store is not None and os.path.realpath(inputs) == os.path.realpath(store):
+        raise UsageError("--store must not be the logs folder: its files would be mixed with "
+                         "the logs")
+    ensure_writable_folder(out, "output")
+    if store is not None:
+        ensure_writable_folder(store, "store")

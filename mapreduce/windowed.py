@@ -1,0 +1,327 @@
+"""Windowed jobs: a per-input step cached in the store, then a window step over N days.
+
+    INPUTS/listen-YYYYMMDD.log ──per-input step (map, combine, partition, reduce)──▶
+        STORE/STEP/day-YYYYMMDD/       once per input; reused while the input is unchanged
+    STORE/STEP/day-(D-N+1) .. day-D ──window tasks, one per (channel, partition)──▶
+        window_combine ─▶ finalize ─▶ format: lines of one partition, in key order
+    ──merge in key order──▶ OUT/<one file per output channel>, OUT/<summary>.json
+
+A job declares, and the framework plans, runs, checks and commits:
+
+* ``steps()``: the :class:`PerInputStep` (an :class:`~mapreduce.job.ArrayJob`: the job itself,
+  or the class named by ``per_input`` when several jobs share one cached step) and the
+  :class:`WindowStep` (``days``);
+* ``window_combine`` (how a group's rows of several days fold: a sum by default, or a union, a
+  min...), ``finalize`` (what to keep: top K, a distinct count...) and ``format`` (the text);
+* ``inputs`` (the dated name pattern) and ``output_names``.
+
+A result is fresh by :meth:`mapreduce.store.Store.fresh_manifest`; a damaged one is computed
+again, each day at most once per run. Everything runs under the store's lock; the output files
+and the summary are committed together.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO, ClassVar
+
+import numpy as np
+import orjson
+
+from mapreduce.codec import ChecksumError
+from mapreduce.errors import JobError
+from mapreduce.executors import Backend
+from mapreduce.fsutil import atomic_writers, make_temp_dir, remove_stale_temps
+from mapreduce.inputs import DatedInputs, check_folders, window_days
+from mapreduce.job import ArrayJob, JobSpec, Option, class_ref
+from mapreduce.report import MemorySampler, StageClock
+from mapreduce.runner import run_stage
+from mapreduce.splits import DEFAULT_SPLIT_SIZE
+from mapreduce.store import DEFAULT_PARTITIONS, Store
+from mapreduce.window import WindowTask, merge_partitions, run_window
+
+log = logging.getLogger(__name__)
+
+#: rows a window task combines at most (about 250 MB of working memory at this size)
+MAX_WINDOW_ROWS = 3_000_000
+#: missing days named in a warning at most; the summary lists them all
+MAX_DAYS_NAMED = 10
+
+
+@dataclass(frozen=True)
+class PerInputStep:
+    """Map, combine, partition and reduce over one input; its result is cached per day."""
+
+    job: JobSpec
+    name: str        # the store folder of its results
+
+
+@dataclass(frozen=True)
+class WindowStep:
+    """Combine the cached results of the ``days`` days ending on a date, finalize, format."""
+
+    days: int
+
+
+class WindowJob(ArrayJob):
+    """A job over dated inputs whose per-input results are cached and combined over a window.
+
+    Subclasses set ``inputs`` and define ``format`` (and usually ``finalize``); the per-input
+    step is this class's own ``map_block``/``combine``/``partition`` unless ``per_input`` names
+    another ArrayJob class. Options marked ``per_input=True`` reach the per-input step too and
+    are part of its cache's identity; the others (``days``, ...) never invalidate a cached day.
+    """
+
+    inputs: ClassVar[DatedInputs]
+    #: the ArrayJob class of the per-input step, when it is not this class
+    per_input: ClassVar[type[ArrayJob] | None] = None
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("days", int, 7, "window length in days", minimum=1),)
+    days: int
+
+    # -- declared steps -----------------------------------------------------------------------
+    def steps(self) -> tuple[PerInputStep, WindowStep]:
+        cls = self.per_input or type(self)
+        own = {o.name for o in self.options if o.per_input}
+        params = tuple(sorted((k, v) for k, v in self.params().items() if k in own))
+        name = cls.name if cls.name else cls.__name__.lower()
+        return PerInputStep(JobSpec(class_ref(cls), params), name), WindowStep(self.days)
+
+    @property
+    def output_channels(self) -> tuple[str, ...]:
+        """The channels written as files (all by default)."""
+        return (self.per_input or type(self)).channels
+
+    def output_names(self, day: dt.date) -> dict[str, str]:
+        """File name per output channel, and ``"summary"``."""
+        stem = f"{self.name}_{self.days}days_{day:%Y%m%d}"
+        return {**{c: f"{c}_{stem}.txt" for c in self.output_channels},
+                "summary": f"{stem}.summary.json"}
+
+    def window(self, end: dt.date) -> list[dt.date]:
+        return window_days(end, self.days)
+
+    # -- the window step ----------------------------------------------------------------------
+    def group_column(self, channel: str) -> str:
+        """The column a window task's slices are cut by (rows of one group stay together)."""
+        return "group"
+
+    def window_combine(self, channel: str, tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Fold one partition's tables of every day of the window; the per-input ``combine`` by
+        default (a sum stays a sum)."""
+        step = self.per_input() if self.per_input else self
+        return step.combine(channel, tables)
+
+    def finalize(self, channel: str, table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What to keep of the combined window (top K, a count...); everything by default."""
+        return table
+
+    def format(self, channel: str, table: dict[str, np.ndarray]) -> tuple[np.ndarray, bytes]:
+        """``(keys, text)``: one line per group in key order, and each line's unsigned key (the
+        order in which the partitions' lines are merged)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    """Where and how a windowed job runs."""
+
+    inputs: str
+    out: str
+    store: str
+    backend: Backend
+    partitions: int = DEFAULT_PARTITIONS
+    split_size: int = DEFAULT_SPLIT_SIZE
+    quiet: bool = True
+
+
+def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
+                   date: dt.date | None = None, store: str | None = None, strict: bool = False,
+                   quiet: bool = True, wait: bool = True, partitions: int = DEFAULT_PARTITIONS,
+                   split_size: int = DEFAULT_SPLIT_SIZE, job_ref: str | None = None) -> dict[str, Any]:
+    """Compute the window ending on ``date`` (default: the newest input) and write its files.
+
+    ``job_ref`` is how workers import the job (default: its class's module and name)."""
+    job_ref = job_ref or class_ref(type(job))
+    store = store or os.path.join(out, "store")
+    check_folders(logs, out, store)
+    found, others = job.inputs.scan(logs)
+    for name in others:
+        log.warning(job.inputs.ignored_message(os.path.join(logs, name)))
+    if not found:
+        raise JobError(f"no {job.inputs.describe()} file in {logs}")
+    end = date or max(found)
+    days = job.window(end)
+    present = [d for d in days if d in found]
+    missing = [d for d in days if d not in found]
+    if not present:
+        raise JobError(f"no log in the window {days[0]:%Y-%m-%d} .. {end:%Y-%m-%d} in {logs}")
+    if missing:
+        listed = _some_days(missing)
+        if strict:
+            raise JobError(f"--strict: {len(missing)} day(s) missing from the window: {listed}; "
+                           "no files written")
+        log.warning("%d day(s) missing from the window ending %s: %s; computing from the %d "
+                    "present", len(missing), f"{end:%Y-%m-%d}", listed, len(present))
+    per_input, _ = job.steps()
+    spec = JobSpec(job_ref, tuple(sorted(job.params().items())))
+    run = WindowRun(logs, out, store, backend, partitions, split_size, quiet)
+    store_obj = Store(store, partitions, step=per_input.name)
+    clock = StageClock()
+    started = time.time()
+    names = job.output_names(end)
+    channels = job.output_channels
+    paths = [os.path.join(out, names[k]) for k in (*channels, "summary")]
+    # The files are one result: written under the lock (a concurrent run's set never mixes
+    # with ours) and committed together (a failure while writing any leaves all as they were).
+    with store_obj.locked(wait), MemorySampler() as memory:
+        remove_stale_temps(out)
+        days_cached = _DayResults(store_obj, per_input, run, found)
+        with clock.stage("daily"):
+            for d in present:
+                days_cached.ensure(d)
+        with atomic_writers(paths) as (*channel_files, summary_file):
+            lines = _write_window(spec, channels, days_cached, present, run,
+                                  dict(zip(channels, channel_files)), names["summary"], clock)
+            summary = {
+                "job": job_ref, "params": job.params(),
+                "window": {"first": f"{days[0]:%Y-%m-%d}", "last": f"{end:%Y-%m-%d}",
+                           "days": job.days},
+                **_legacy_fields(job),
+                "days_used": [f"{d:%Y-%m-%d}" for d in present],
+                "days_missing": [f"{d:%Y-%m-%d}" for d in missing],
+                "days": {f"{d:%Y-%m-%d}": info for d, info in days_cached.info.items()},
+                "corrupt_lines": {f"{d:%Y-%m-%d}": info["corrupt_lines"]
+                                  for d, info in days_cached.info.items()},
+                "input_lines_read": sum(i["lines_read"] for i in days_cached.info.values()),
+                "output_lines": lines,
+                "files": {k: os.path.join(os.path.abspath(out), v) for k, v in names.items()},
+                "store": store_obj.root,
+                "stage_seconds": clock.seconds,
+                "wall_seconds": round(time.time() - started, 4),
+                "peak_rss_bytes": memory.peak,
+                **backend.describe(),
+            }
+            summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    return summary
+
+
+def _legacy_fields(job: WindowJob) -> dict[str, Any]:
+    """Options at the summary's top level too (``top``), as summaries before steps had them."""
+    return {k: v for k, v in job.params().items() if k != "days"}
+
+
+def _some_days(days: list[dt.date]) -> str:
+    shown = ", ".join(f"{d:%Y-%m-%d}" for d in days[:MAX_DAYS_NAMED])
+    more = len(days) - MAX_DAYS_NAMED
+    return shown + (f" and {more} more (all listed in the summary)" if more > 0 else "")
+
+
+class _DayResults:
+    """The window's days in the store: each computed unless fresh, its verified manifest kept
+    (the window reads its tables from that, never from a second reading)."""
+
+    def __init__(self, store: Store, step: PerInputStep, run: WindowRun,
+                 found: dict[dt.date, str]) -> None:
+        self.store, self.step, self.run, self.found = store, step, run, found
+        self.manifests: dict[dt.date, dict[str, Any]] = {}
+        self.info: dict[dt.date, dict[str, Any]] = {}
+
+    def ensure(self, day: dt.date) -> None:
+        path = self.found[day]
+        if not os.path.isfile(path):
+            raise JobError(f"cannot read log {path}: not a regular file")
+        if not os.access(path, os.R_OK):
+            raise JobError(f"cannot read log {path}: permission denied")
+        started = time.perf_counter()
+        manifest = self.store.fresh_manifest(day, path)  # read once: what is checked is used
+        cached = manifest is not None
+        if manifest is None:
+            log.info("reducing %s", path)
+            manifest = self.store.reduce(self.step.job, day, path, self.run.backend,
+                                         split_size=self.run.split_size, quiet=self.run.quiet)
+        self.manifests[day] = manifest
+        self.info[day] = {
+            "log": path, "cached": cached, "lines": manifest["lines"],
+            "lines_read": 0 if cached else manifest["lines"],
+            "corrupt_lines": manifest["corrupt_lines"],
+            "corrupt_samples": os.path.join(self.store.day_dir(day), "manifest.json"),
+            "seconds": round(time.perf_counter() - started, 4)}
+
+    def redo(self, day: dt.date) -> None:
+        self.store.discard(day)
+        self.ensure(day)
+
+
+def _write_window(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
+                  present: list[dt.date], run: WindowRun, files: dict[str, BinaryIO],
+                  scratch_name: str, clock: StageClock) -> dict[str, int]:
+    """Run the window tasks and merge each channel into ``files[channel]``; returns lines per
+    channel."""
+    # A stage stops at its first failed task, so each attempt finds at most one damaged day:
+    # one attempt more than there are days lets every day be reduced again once, never twice.
+    recomputed: set[dt.date] = set()
+    for _attempt in range(len(present) + 1):
+        scratch = make_temp_dir(run.out, scratch_name)
+        try:
+            tasks = _window_tasks(spec, channels, days, present, scratch)
+            try:
+                with clock.stage("window"):
+                    results = run_stage(run.backend, "window", tasks, run_window,
+                                        where=lambda t: f"{t.channel} partition {t.partition}",
+                                        unit="partition", quiet=run.quiet)
+            except JobError as exc:
+                bad = _corrupt_day(exc, days.store, present)
+                if bad is None or bad in recomputed:
+                    raise
+                recomputed.add(bad)
+                log.warning("store table of %s is damaged (%s); reducing that day again",
+                            f"{bad:%Y-%m-%d}", exc.__cause__)
+                days.redo(bad)
+                continue
+            lines = {}
+            with clock.stage("merge"):
+                for channel in channels:
+                    lines[channel] = merge_partitions(
+                        [r for r in results if r.channel == channel], files[channel])
+            return lines
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    raise AssertionError("unreachable")
+
+
+def _window_tasks(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
+                  present: list[dt.date], scratch: str) -> list[WindowTask]:
+    """One task per (channel, partition), or several when a partition holds more rows than a
+    task may (days much larger than the store was sized for, or a long window): each then
+    keeps the groups of one slice of a second hash, so memory stays bounded."""
+    tasks = []
+    store = days.store
+    for channel in channels:
+        per_day = [store.tables(d, days.manifests[d], channel) for d in present]
+        for p in range(store.partitions):
+            found = [t[p] for t in per_day if p in t]
+            if not found:
+                continue
+            inputs = tuple((path, crc) for path, crc, _ in found)
+            slices = max(1, math.ceil(sum(rows for *_, rows in found) / MAX_WINDOW_ROWS))
+            for s in range(slices):
+                tasks.append(WindowTask(spec, channel, p, inputs,
+                                        os.path.join(scratch, f"{channel}-{p:05d}-{s:03d}"),
+                                        slice_index=s, slices=slices))
+    return tasks
+
+
+def _corrupt_day(exc: JobError, store: Store, present: list[dt.date]) -> dt.date | None:
+    cause = exc.__cause__
+    if not isinstance(cause, ChecksumError):
+        return None
+    for day in present:
+        if store.day_dir(day) in str(cause):
+            return day
+    return None
