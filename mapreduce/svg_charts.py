@@ -178,7 +178,7 @@ def _retry_links(tasks: list[dict[str, Any]], x: Callable[[float], float],
         attempts.setdefault((t["stage"], str(t["task"])), []).append(t)
     links = []
     for (stage, task), runs in attempts.items():
-        runs.sort(key=lambda t: (t["start"], str(t["attempt"])))
+        runs.sort(key=lambda t: (_attempt_number(t), t["start"]))
         for a, b in zip(runs, runs[1:]):
             if a["outcome"] == "ok":
                 continue
@@ -188,6 +188,13 @@ def _retry_links(tasks: list[dict[str, Any]], x: Callable[[float], float],
                          f'{esc(a["attempt"])} {esc(a["outcome"])}, retried as attempt '
                          f'{esc(b["attempt"])}</title></path>')
     return links
+
+
+def _attempt_number(task: dict[str, Any]) -> float:
+    try:
+        return float(task["attempt"])
+    except (TypeError, ValueError):
+        return math.inf
 
 
 def downsample_memory(samples: Sequence[tuple[float, float]], t0: float, t1: float,
