@@ -4,6 +4,10 @@
     scripts/render_report.py RUN.json OUT.html
 
 Exit 2 for a bad command line, 1 when the run cannot be read or rendered; one line either way.
+A picture of the page (the viewport only; the tests' ``Browser`` takes the full page):
+
+    chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2400 \
+        --screenshot=OUT.png file://$PWD/OUT.html
 """
 from __future__ import annotations
 

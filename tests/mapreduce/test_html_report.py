@@ -382,3 +382,16 @@ def test_report_in_headless_chromium(chromium, tmp_path, run):
     shot.write_bytes(seen["png"])
     assert seen["png"][:8] == b"\x89PNG\r\n\x1a\n" and len(seen["png"]) > 50_000
     print(f"\nscreenshot: {shot}")
+
+
+def test_chromium_is_not_installed_without_root(monkeypatch):
+    """Where the test set-up may not install Chromium it says why, and the browser test skips."""
+    from tests.mapreduce import browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setattr(browser.os, "geteuid", lambda: 1000)
+    assert browser.install_chromium() == (None, "Chromium is not installed and installing it "
+                                                "needs root")
+    monkeypatch.setattr(browser.os, "geteuid", lambda: 0)
+    assert browser.install_chromium() == (None, "Chromium is not installed and there is no "
+                                                "apt-get to install it with")
