@@ -1,4 +1,5 @@
-"""Run reports: peak memory of all the run's processes together, stage timings, JSON on disk."""
+"""Run reports: memory of all the run's processes together (peak and samples), stage timings,
+versions, JSON on disk."""
 from __future__ import annotations
 
 import os
@@ -27,18 +28,61 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 class MemorySampler:
-    """Samples the process tree's resident memory in a thread; ``peak`` is the largest sum seen."""
+    """Samples the process tree's resident memory in a thread: ``peak`` is the largest sum seen,
+    ``samples`` a bounded list of ``(epoch seconds, rss bytes)`` for a chart.
 
-    def __init__(self, interval: float = 0.1) -> None:
+    The list never holds more than ``max_samples``: when it is full, neighbouring pairs are merged
+    into the larger of the two and each later sample stands for twice as many readings (again the
+    largest), so a daemon that runs for weeks keeps a coarser picture, not a longer one, and no
+    spike is averaged away.
+    """
+
+    def __init__(self, interval: float = 0.1, max_samples: int = 4096) -> None:
+        if max_samples < 2:
+            raise ValueError("max_samples must be at least 2")
         self.interval = interval
+        self.max_samples = max_samples
         self.peak = 0
+        self._samples: list[tuple[float, int]] = []
+        self._stride = 1          # readings per kept sample
+        self._pending: tuple[float, int] | None = None  # largest reading of the current stride
+        self._pending_count = 0
+        self._lock = threading.Lock()
         self._proc = psutil.Process(os.getpid())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
 
+    @property
+    def samples(self) -> list[tuple[float, int]]:
+        with self._lock:
+            done = list(self._samples)
+            if self._pending is not None:
+                done.append(self._pending)
+            return done
+
+    def _record(self, when: float, rss: int) -> None:
+        self.peak = max(self.peak, rss)
+        with self._lock:
+            if self._pending is None or rss > self._pending[1]:
+                self._pending = (when, rss)
+            self._pending_count += 1
+            if self._pending_count >= self._stride:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is None:
+            return
+        self._samples.append(self._pending)
+        self._pending, self._pending_count = None, 0
+        if len(self._samples) >= self.max_samples:
+            pairs = self._samples
+            self._samples = [max(pairs[i:i + 2], key=lambda s: s[1])
+                             for i in range(0, len(pairs), 2)]
+            self._stride *= 2
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self._proc))
+            self._record(time.time(), tree_rss(self._proc))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:
@@ -48,7 +92,27 @@ class MemorySampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, tree_rss(self._proc))
+        self._record(time.time(), tree_rss(self._proc))
+        with self._lock:
+            self._flush()
+
+
+def versions() -> dict[str, str | None]:
+    """Versions worth printing beside a run's numbers; ``None`` for what is not installed.
+
+    Read from the installed packages' metadata, so Dask is never imported just to be named."""
+    import platform
+    from importlib import metadata
+
+    def installed(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": platform.python_version(), "project": installed("mapreduce-top50"),
+            "numpy": installed("numpy"), "dask": installed("dask"),
+            "distributed": installed("distributed")}
 
 
 class StageClock:
