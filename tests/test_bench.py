@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("duckdb")
 
-from jobs import bench, bench_duckdb  # noqa: E402
+from jobs import bench_duckdb, bench_results, bench_runs  # noqa: E402
 from jobs.listens import ISO_CODES  # noqa: E402
 from mapreduce.cli import main  # noqa: E402
 from mapreduce.errors import JobError  # noqa: E402
@@ -33,20 +33,20 @@ def test_bench_tiny_scale_outputs_identical_to_duckdb(tmp_path, capsys):
     assert [c["case"] for c in result["cases"]] == ["cold", "warm", "daily-1w", "daily-2w",
                                                     "duckdb"]
     assert all(c["median_wall_s"] > 0 and c["peak_rss_mib"] > 0 for c in result["cases"])
-    assert [t["target"] for t in result["targets"]] == [k for k, _, _ in bench.TARGETS]
+    assert [t["target"] for t in result["targets"]] == [k for k, _, _ in bench_results.TARGETS]
     assert "byte-identical" in out.out and "targets:" in out.out
     assert not (data / "runs").exists()  # the runs' files are cleaned up after a pass
 
 
 def test_bench_reuses_logs_of_the_same_size(tmp_path):
-    first = bench.ensure_logs(str(tmp_path), 500)
-    stamp = os.stat(bench.log_path(str(tmp_path), bench.WEEK_END)).st_mtime_ns
-    assert bench.ensure_logs(str(tmp_path), 500) == first
-    assert os.stat(bench.log_path(str(tmp_path), bench.WEEK_END)).st_mtime_ns == stamp
-    with open(bench.log_path(str(tmp_path), bench.WEEK_END), "ab") as f:
+    first = bench_runs.ensure_logs(str(tmp_path), 500)
+    stamp = os.stat(bench_runs.log_path(str(tmp_path), bench_runs.WEEK_END)).st_mtime_ns
+    assert bench_runs.ensure_logs(str(tmp_path), 500) == first
+    assert os.stat(bench_runs.log_path(str(tmp_path), bench_runs.WEEK_END)).st_mtime_ns == stamp
+    with open(bench_runs.log_path(str(tmp_path), bench_runs.WEEK_END), "ab") as f:
         f.write(b"1|2|US\n")  # a size that no longer matches: generated again
-    bench.ensure_logs(str(tmp_path), 500)
-    assert os.path.getsize(bench.log_path(str(tmp_path), bench.WEEK_END)) == \
+    bench_runs.ensure_logs(str(tmp_path), 500)
+    assert os.path.getsize(bench_runs.log_path(str(tmp_path), bench_runs.WEEK_END)) == \
         first["sizes"]["listen-20240107.log"]
 
 
@@ -58,13 +58,13 @@ def test_compare_outputs_fails_on_one_byte(tmp_path):
         (d / "user.txt").write_bytes(b"7|1:1\n")
     files = {c: str(ours / f"{c}.txt") for c in ("country", "user")}
     ref = {c: str(theirs / f"{c}.txt") for c in ("country", "user")}
-    bench.compare_outputs(files, ref, "same")  # no error
+    bench_results.compare_outputs(files, ref, "same")  # no error
     (theirs / "country.txt").write_bytes(b"FR|1:2\nUS|3:4,5:2\n")
     with pytest.raises(JobError, match="line 2"):
-        bench.compare_outputs(files, ref, "one byte")
+        bench_results.compare_outputs(files, ref, "one byte")
     (theirs / "country.txt").write_bytes(b"FR|1:2\n")  # a missing last line
     with pytest.raises(JobError, match="end of file"):
-        bench.compare_outputs(files, ref, "shorter")
+        bench_results.compare_outputs(files, ref, "shorter")
 
 
 #: every kind of corrupt line, and the valid corner cases (leading zeros, the largest id, a

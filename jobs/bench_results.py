@@ -1,0 +1,161 @@
+"""The benchmark's verdicts: our files against DuckDB's, byte for byte, and the results table
+with the targets, as saved (bench.json) and printed."""
+from __future__ import annotations
+
+import datetime as dt
+import filecmp
+import os
+import platform
+from typing import Any
+
+import psutil
+
+from mapreduce.errors import JobError
+from jobs.bench_runs import Case
+
+FULL_SCALE = 30_000_000
+MIB = 1 << 20
+
+#: the targets: (key, text, threshold)
+TARGETS = (
+    ("cold_vs_duckdb", "cold >= 3x faster than DuckDB", 3.0),
+    ("warm_vs_duckdb", "warm >= 5x faster than DuckDB recomputing the week", 5.0),
+    ("peak_rss_gib", "peak memory <= 1 GiB, cold and warm", 1.0),
+    ("daily_scaling", "daily throughput 2 workers >= 1.8x 1 worker", 1.8),
+)
+
+
+def compare_outputs(ours: dict[str, str], theirs: dict[str, str], what: str) -> None:
+    """Raise JobError unless each of our files is byte-identical to DuckDB's."""
+    for channel in ("country", "user"):
+        a, b = ours[channel], theirs[channel]
+        if not filecmp.cmp(a, b, shallow=False):
+            raise JobError(f"{what}: {a} differs from DuckDB's {b}: {first_difference(a, b)}")
+
+
+def first_difference(a: str, b: str) -> str:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        number = 0
+        while True:
+            number += 1
+            la, lb = fa.readline(), fb.readline()
+            if la != lb:
+                return (f"line {number}: ours {_clip(la)}, DuckDB {_clip(lb)}")
+            if not la:
+                return "same lines (metadata only)"
+
+
+def _clip(line: bytes) -> str:
+    if not line:
+        return "<end of file>"
+    return repr(line[:80]) + ("..." if len(line) > 80 else "")
+
+
+def output_files(out: str, day: dt.date) -> dict[str, str]:
+    from jobs.top50 import Top50
+
+    names = Top50().output_names(day)
+    return {c: os.path.join(out, names[c]) for c in ("country", "user")}
+
+
+def results(cases: dict[str, Case], params: dict[str, Any], data: str, *, runs: int,
+            workers: int, split_size: int, checked: bool) -> dict[str, Any]:
+    duck = cases.get("duckdb")
+    rows = []
+    for case in cases.values():
+        vs = None
+        if duck and case.name in ("cold", "warm", "duckdb"):
+            vs = duck.median / case.median  # how many times faster than DuckDB
+        rows.append({
+            "case": case.name, "description": case.description,
+            "command": _shown(case.command),
+            "runs_wall_s": [round(w, 4) for w in case.walls],
+            "runs_peak_rss_bytes": case.peaks,
+            "median_wall_s": round(case.median, 4),
+            "lines": case.lines,
+            "lines_per_s": round(case.lines / case.median),
+            "peak_rss_mib": round(case.peak / MIB, 1),
+            "vs_duckdb": round(vs, 3) if vs is not None else None,
+        })
+    by = {r["case"]: r for r in rows}
+    scaling = by["daily-2w"]["lines_per_s"] / by["daily-1w"]["lines_per_s"]
+    values = {
+        "cold_vs_duckdb": by["cold"]["vs_duckdb"],
+        "warm_vs_duckdb": by["warm"]["vs_duckdb"],
+        "peak_rss_gib": round(max(cases["cold"].peak, cases["warm"].peak) / (1 << 30), 3),
+        "daily_scaling": round(scaling, 3),
+    }
+    targets = []
+    for key, text, threshold in TARGETS:
+        value = values[key]
+        met = None if value is None else (value <= threshold if key == "peak_rss_gib"
+                                          else value >= threshold)
+        targets.append({"target": key, "text": text, "threshold": threshold, "value": value,
+                        "met": met})
+    return {
+        "format": 1,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": os.path.abspath(data),
+        "lines_per_day": params["lines_per_day"],
+        "full_scale": params["lines_per_day"] >= FULL_SCALE,
+        "runs": runs, "workers": workers, "split_size": split_size,
+        "logs": {"seed": params["seed"], "corrupt_share": params["corrupt_share"],
+                 "sizes": params["sizes"]},
+        "machine": machine(),
+        "correctness": ("all outputs byte-identical to DuckDB's" if checked
+                        else "not checked (--skip-duckdb)"),
+        "cases": rows,
+        "targets": targets,
+    }
+
+
+def _shown(command: list[str]) -> list[str]:
+    """A run's command for the results file: the interpreter by name, the ISO list elided."""
+    shown = ["python", *command[1:]]
+    if "--codes" in shown:
+        shown[shown.index("--codes") + 1] = "<jobs.listens.ISO_CODES>"
+    return shown
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(), "platform": platform.platform(),
+    }
+    try:
+        import duckdb
+
+        info["duckdb"] = duckdb.__version__
+    except ImportError:
+        info["duckdb"] = None
+    return info
+
+
+def render(result: dict[str, Any]) -> str:
+    """The table and the targets, as printed."""
+    head = ("case", "median wall s", "lines/s", "peak RSS MiB", "vs DuckDB")
+    body = [(r["case"], f"{r['median_wall_s']:.3f}", f"{r['lines_per_s']:,}",
+             f"{r['peak_rss_mib']:.0f}",
+             f"{r['vs_duckdb']:.2f}x" if r["vs_duckdb"] is not None else "-")
+            for r in result["cases"]]
+    widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    out = [f"{result['lines_per_day']:,} lines/day, {result['runs']} run(s) per case (medians), "
+           f"{result['workers']} worker(s); correctness: {result['correctness']}",
+           line(head), line(tuple("-" * w for w in widths)), *map(line, body), "", "targets:"]
+    for t in result["targets"]:
+        verdict = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
+        value = "-" if t["value"] is None else (
+            f"{t['value']:.2f} GiB" if t["target"] == "peak_rss_gib" else f"{t['value']:.2f}x")
+        out.append(f"  {t['text']:<52} {value:>10}  {verdict}")
+    if not result["full_scale"]:
+        out.append(f"note: {result['lines_per_day']:,} lines/day is below the targets' "
+                   f"{FULL_SCALE:,}: these figures do not judge the targets")
+    return "\n".join(out)
