@@ -14,9 +14,10 @@
 Everything under scratch is removed whatever happens; the output appears only complete.
 A task that raises fails the run at once with a JobError naming stage, task and split, the
 worker's exception chained as ``__cause__``; the rest are cancelled. A worker process that dies
-breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times
-(a worker that died holding no task costs no attempt). An input that changed while the map read
-it fails the run.
+fails the one task it held, which is run again, up to ``retries`` times (a worker that died
+holding no task costs no attempt: the pool replaces it). An input that changed while the map read
+it fails the run. Every task attempt is timed in its worker and can be kept in a Trace (the
+report's ``tasks``).
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import atomic_writer, make_temp_dir, replace_dir
 from mapreduce.job import ArrayJob, load_job
+from mapreduce.pool import WorkerDied
 from mapreduce.report import MemorySampler, StageClock, write_report
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, DEFAULT_SPLIT_SIZE, plan_splits
 from mapreduce.tasks import MapResult, MapTask, ReduceResult, ReduceTask, run_map, run_reduce
@@ -47,8 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_REDUCERS = 8
 DEFAULT_RETRIES = 2
 DEFAULT_MEMORY_BUDGET = 128 * 1024 * 1024
-_POLL_SECONDS = 1.0
-_DEAD_WORKER_GRACE = 5.0  # a pool normally reports a dead worker within milliseconds
+_POLL_SECONDS = 1.0  # how often the in-flight limit is read again (a Dask cluster can grow)
 
 
 def show_progress(quiet: bool) -> bool:
@@ -61,89 +62,50 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
               quiet: bool = True, retries: int = DEFAULT_RETRIES) -> list[Any]:
     """Run ``fn(task)`` for every task on the backend; results in task order.
 
-    At most ``backend.workers`` tasks are in flight, so when a worker dies only the tasks then
-    running are charged an attempt.
+    At most ``backend.workers`` tasks are in flight. A task whose worker process died
+    (``BrokenProcessPool``; the local pool fails only the dead worker's task) is run again, at
+    most ``retries`` times.
     """
     results: list[Any] = [None] * len(tasks)
-    attempts = [0] * len(tasks)
+    attempts = [0] * len(tasks)  # attempts that ended with a dead worker
     queue = list(range(len(tasks)))[::-1]
     running: dict[Future, int] = {}
     bar = tqdm(total=sum(weight(t) for t in tasks), desc=stage, unit=unit,
                unit_scale=unit == "B", disable=not show_progress(quiet), leave=False)
 
-    def submit(i: int) -> bool:
-        task = tasks[i]
-        if attempts[i] and hasattr(task, "attempt"):
-            task = replace(task, attempt=attempts[i])
-        try:
-            running[backend.executor.submit(fn, task)] = i
-        except BrokenProcessPool:
-            return False
-        return True
-
-    idle_breaks = 0
-    dead_since: float | None = None
     try:
         while queue or running:
             while queue and len(running) < max(1, backend.workers):
-                if submit(queue[-1]):
-                    queue.pop()
-                    continue
-                # The pool broke before this task reached it. With tasks in flight, their futures
-                # report it below and are charged as usual. With none, a worker died while idle
-                # (between tasks or stages, e.g. the OOM killer choosing a worker that keeps its
-                # memory): no task was lost, so start a fresh pool without charging any task.
-                if running:
-                    break
-                idle_breaks += 1
-                if idle_breaks > retries:
-                    raise JobError(f"the worker pool broke {idle_breaks} times before a task "
-                                   "could start (workers dying at start-up?); giving up",
-                                   stage=stage)
-                log.warning("%s stage: a worker process died while idle; starting new workers",
-                            stage)
-                backend.renew()
-            if not running:
-                continue
+                i = queue.pop()
+                task = tasks[i]
+                if attempts[i] and hasattr(task, "attempt"):
+                    task = replace(task, attempt=attempts[i])
+                running[backend.executor.submit(fn, task)] = i
             done, _ = wait(list(running), timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-            lost: list[int] = []
-            if not done and backend.dead_workers():
-                # The pool learns of a dead worker from its result pipe; a worker killed while
-                # writing a result leaves half a message there, and the pool then waits for the
-                # rest for ever, its futures never failing. Its processes tell the truth.
-                dead_since = dead_since or time.monotonic()
-                if time.monotonic() - dead_since > _DEAD_WORKER_GRACE:
-                    log.warning("%s stage: a worker process died and the pool did not notice; "
-                                "starting over with new workers", stage)
-                    lost = list(running.values())
-                    running.clear()
-            else:
-                dead_since = None
+            broken = False
             for future in done:
                 i = running.pop(future)
                 try:
                     results[i] = future.result()
-                except BrokenProcessPool:
-                    lost.append(i)
+                except BrokenProcessPool as exc:
+                    broken = broken or not isinstance(exc, WorkerDied)
+                    attempts[i] += 1
+                    if attempts[i] > retries:
+                        raise JobError(f"a worker process died running this task "
+                                       f"{attempts[i]} times (killed, or out of memory); giving up",
+                                       stage=stage, task=i, split=where(tasks[i])) from exc
+                    log.warning("%s task %d: worker process died; retrying (attempt %d of %d; %s)",
+                                stage, i, attempts[i] + 1, retries + 1, exc)
+                    queue.append(i)
                 except Exception as exc:
                     raise JobError(backend.explain(exc), stage=stage, task=i,
                                    split=where(tasks[i])) from exc
                 else:
                     bar.update(weight(tasks[i]))
-            if lost:
-                lost += running.values()  # the broken pool fails every task it held
-                running.clear()
-                dead_since = None
-                for i in lost:
-                    attempts[i] += 1
-                    if attempts[i] > retries:
-                        raise JobError(f"a worker process died running this task "
-                                       f"{attempts[i]} times (killed, or out of memory); giving up",
-                                       stage=stage, task=i, split=where(tasks[i]))
-                    log.warning("%s task %d: worker process died; retrying (attempt %d of %d)",
-                                stage, i, attempts[i] + 1, retries + 1)
+            if broken:
+                # An executor that breaks as a whole (not ours: it fails only the dead worker's
+                # task) fails every task it held; each is charged above as its future reports.
                 backend.renew()
-                queue.extend(sorted(lost, reverse=True))
     except BaseException:
         backend.abort()  # cancel what is queued, kill what runs: fail fast
         raise

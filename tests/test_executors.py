@@ -49,3 +49,14 @@ def test_aborted_local_backend_is_usable_again():
         backend.abort()
         assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
         assert backend.executor.submit(os.getpid).result() != first
+
+
+def test_local_backend_renew_replaces_only_a_closed_pool():
+    backend = make_backend("local", 1)
+    pool = backend.executor
+    backend.renew()  # the pool replaces dead workers itself: nothing to renew
+    assert backend.executor is pool
+    backend.close()
+    backend.renew()
+    assert backend.executor is not pool and backend.executor.submit(pow, 3, 2).result() == 9
+    backend.close()
