@@ -43,6 +43,8 @@ from mapreduce.pool import WorkerDied
 from mapreduce.report import MemorySampler, StageClock, write_report
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, DEFAULT_SPLIT_SIZE, plan_splits
 from mapreduce.tasks import MapResult, MapTask, ReduceResult, ReduceTask, run_map, run_reduce
+from mapreduce.trace import (FAILED, OK, WORKER_DIED, TaskEvent, Timed, TimedResult, Timing, Trace,
+                             timing_of, worker_name)
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +61,30 @@ def show_progress(quiet: bool) -> bool:
 def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[Any], Any], *,
               where: Callable[[Any], str | None] = lambda task: None,
               weight: Callable[[Any], int] = lambda task: 1, unit: str = "task",
-              quiet: bool = True, retries: int = DEFAULT_RETRIES) -> list[Any]:
+              quiet: bool = True, retries: int = DEFAULT_RETRIES,
+              trace: Trace | None = None) -> list[Any]:
     """Run ``fn(task)`` for every task on the backend; results in task order.
 
     At most ``backend.workers`` tasks are in flight. A task whose worker process died
     (``BrokenProcessPool``; the local pool fails only the dead worker's task) is run again, at
-    most ``retries`` times.
+    most ``retries`` times. ``trace``, if given, gets one event per task attempt.
     """
     results: list[Any] = [None] * len(tasks)
     attempts = [0] * len(tasks)  # attempts that ended with a dead worker
     queue = list(range(len(tasks)))[::-1]
-    running: dict[Future, int] = {}
+    running: dict[Future, tuple[int, float]] = {}  # future -> (task, submitted at)
+    call = Timed(fn)
     bar = tqdm(total=sum(weight(t) for t in tasks), desc=stage, unit=unit,
                unit_scale=unit == "B", disable=not show_progress(quiet), leave=False)
+
+    def record(i: int, timing: Timing | None, submitted: float, worker: str | None,
+               outcome: str) -> None:
+        if trace is None:
+            return
+        # nobody measured a dead worker's attempt: from its submission to now, seen from here
+        start, end = (timing.start, timing.end) if timing else (submitted, time.time())
+        trace.add(TaskEvent(stage, i, where(tasks[i]), timing.worker if timing else worker,
+                            start, end, attempts[i] + 1, outcome))
 
     try:
         while queue or running:
@@ -80,14 +93,16 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                 task = tasks[i]
                 if attempts[i] and hasattr(task, "attempt"):
                     task = replace(task, attempt=attempts[i])
-                running[backend.executor.submit(fn, task)] = i
+                running[backend.executor.submit(call, task)] = (i, time.time())
             done, _ = wait(list(running), timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                i = running.pop(future)
+                i, submitted = running.pop(future)
                 try:
-                    results[i] = future.result()
+                    timed: TimedResult = future.result()
                 except BrokenProcessPool as exc:
+                    pid = exc.pid if isinstance(exc, WorkerDied) else None
+                    record(i, None, submitted, pid and worker_name(pid), WORKER_DIED)
                     broken = broken or not isinstance(exc, WorkerDied)
                     attempts[i] += 1
                     if attempts[i] > retries:
@@ -98,9 +113,12 @@ def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[
                                 stage, i, attempts[i] + 1, retries + 1, exc)
                     queue.append(i)
                 except Exception as exc:
+                    record(i, timing_of(exc), submitted, None, FAILED)
                     raise JobError(backend.explain(exc), stage=stage, task=i,
                                    split=where(tasks[i])) from exc
                 else:
+                    record(i, timed.timing, submitted, timed.worker, OK)
+                    results[i] = timed.value
                     bar.update(weight(tasks[i]))
             if broken:
                 # An executor that breaks as a whole (not ours: it fails only the dead worker's
@@ -126,11 +144,13 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
             reducers: int = DEFAULT_REDUCERS, split_size: int = DEFAULT_SPLIT_SIZE,
             block_size: int = DEFAULT_BLOCK_SIZE, memory_budget: int = DEFAULT_MEMORY_BUDGET,
             retries: int = DEFAULT_RETRIES, quiet: bool = True,
-            report_path: str | None = None) -> RunResult:
+            report_path: str | None = None, trace: Trace | None = None) -> RunResult:
     """Run a job over ``inputs``; ``output`` is a file (record job) or a folder (array job).
 
-    ``report_path`` defaults to ``<output>.report.json``.
+    ``report_path`` defaults to ``<output>.report.json``. Every task attempt goes into ``trace``
+    (a new one if not given) and into the report's ``tasks``.
     """
+    trace = Trace() if trace is None else trace
     job = load_job(job_ref)
     is_arrays = isinstance(job, ArrayJob)
     inputs = [os.path.abspath(p) for p in inputs]
@@ -150,20 +170,21 @@ def run_job(job_ref: str, inputs: Sequence[str], output: str, backend: Backend, 
                 map_results = run_stage(backend, "map", map_tasks, run_map,
                                         where=lambda t: str(t.split),
                                         weight=lambda t: t.split.length, unit="B",
-                                        quiet=quiet, retries=retries)
+                                        quiet=quiet, retries=retries, trace=trace)
             _check_unchanged(seen)
             reduce_tasks = _reduce_tasks(job_ref, map_results, scratch, is_arrays)
             with clock.stage("reduce"):
                 reduce_results = run_stage(backend, "reduce", reduce_tasks, run_reduce,
                                            where=lambda t: f"partition {t.partition}",
-                                           unit="partition", quiet=quiet, retries=retries)
+                                           unit="partition", quiet=quiet, retries=retries,
+                                           trace=trace)
             with clock.stage("commit"):
                 if is_arrays:
                     _commit_tables(reduce_results, scratch, output)
                 else:
                     _commit_records(reduce_results, output)
         report = _report(job, inputs, output, backend, map_results, reduce_results, clock,
-                         memory.peak, started, reducers, split_size)
+                         memory.peak, started, reducers, split_size, trace)
         write_report(report_path or output + ".report.json", report)
         return RunResult(output, report, map_results, reduce_results)
     finally:
@@ -224,7 +245,8 @@ def _commit_tables(results: list[ReduceResult], scratch: str, output: str) -> No
 
 def _report(job: Any, inputs: list[str], output: str, backend: Backend,
             map_results: list[MapResult], reduce_results: list[ReduceResult], clock: StageClock,
-            peak: int, started: float, reducers: int, split_size: int) -> dict[str, Any]:
+            peak: int, started: float, reducers: int, split_size: int,
+            trace: Trace) -> dict[str, Any]:
     counters: dict[str, int] = {}
     samples: list[Any] = []
     for r in map_results:
@@ -250,6 +272,7 @@ def _report(job: Any, inputs: list[str], output: str, backend: Backend,
         "peak_rss_bytes": peak,
         "workers_used": sorted({r.worker for r in map_results}),
         **backend.describe(),
+        "tasks": trace.to_json(),
     }
     if samples:
         report["samples"] = samples[: getattr(job, "max_samples", 100)]

@@ -14,7 +14,11 @@ from concurrent.futures.process import BrokenProcessPool
 import psutil
 import pytest
 
+from mapreduce.errors import JobError
+from mapreduce.executors import make_backend
 from mapreduce.pool import ProcessPool, RemoteError, RemoteTraceback, WorkerDied
+from mapreduce.runner import run_stage
+from mapreduce.trace import Trace, worker_name
 from tests.jobs_for_tests import write_half_a_message_and_die
 
 T = 60  # seconds any one result may take before the test calls it a hang
@@ -56,6 +60,20 @@ def die_mid_result() -> None:
 
 def big_result(n: int) -> bytes:
     return b"x" * n
+
+
+def die_on_first_run(task: tuple[int, str]) -> int:
+    value, marker = task
+    if value == 1 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value * 2
+
+
+def fail_on_two(value: int) -> int:
+    if value == 2:
+        raise KeyError("two")
+    return value
 
 
 def _wait_for_pid(path: str) -> int:
@@ -190,3 +208,50 @@ def test_shutdown_can_cancel_queued_tasks(tmp_path):
     pool.shutdown(wait=True, cancel_futures=True)
     assert running.result(0) > 0
     assert all(f.cancelled() for f in queued)
+
+
+# -- the runner's trace on the pool ----------------------------------------------------------------
+def test_trace_has_one_event_per_attempt_with_the_dead_one(tmp_path, caplog):
+    marker = str(tmp_path / "killed")
+    trace = Trace()
+    tasks = [(v, marker) for v in range(4)]
+    with make_backend("local", 2) as backend:
+        results = run_stage(backend, "double", tasks, die_on_first_run,
+                            where=lambda t: f"value {t[0]}", trace=trace)
+    assert results == [0, 2, 4, 6]
+    assert "double task 1: worker process died; retrying (attempt 2 of 3" in caplog.text
+    events = trace.events
+    assert len(events) == 5
+    dead = [e for e in events if e.outcome == "worker died"]
+    assert len(dead) == 1 and dead[0].task == 1 and dead[0].attempt == 1
+    assert dead[0].label == "value 1" and dead[0].end >= dead[0].start
+    host, pid = dead[0].worker.split(":")
+    assert host == os.uname().nodename and not psutil.pid_exists(int(pid))
+    ok = [e for e in events if e.outcome == "ok"]
+    assert sorted(e.task for e in ok) == [0, 1, 2, 3]
+    assert [e.attempt for e in ok if e.task == 1] == [2]
+    me = worker_name()
+    assert all(e.worker != me and e.stage == "double" and e.start <= e.end for e in ok)
+    assert dead[0].worker not in {e.worker for e in ok if e.task == 1}
+    rows = trace.to_json()
+    assert rows[0].keys() == {"stage", "task", "label", "worker", "start", "end", "attempt",
+                              "outcome"}
+
+
+def test_trace_records_a_failed_task_with_its_workers_timing():
+    trace = Trace()
+    with make_backend("local", 2) as backend:
+        with pytest.raises(JobError, match="KeyError"):
+            run_stage(backend, "s", [0, 1, 2, 3], fail_on_two, trace=trace)
+    failed = [e for e in trace.events if e.outcome == "failed"]
+    assert len(failed) == 1 and failed[0].task == 2
+    host, pid = failed[0].worker.split(":")
+    assert host == os.uname().nodename and int(pid) != os.getpid()
+
+
+def test_trace_inline_names_this_process():
+    trace = Trace()
+    with make_backend("inline") as backend:
+        assert run_stage(backend, "s", [1, 2], abs, trace=trace) == [1, 2]
+    assert [(e.task, e.worker, e.outcome) for e in trace.events] == \
+        [(0, worker_name(), "ok"), (1, worker_name(), "ok")]
