@@ -1,22 +1,22 @@
 """Where tasks run. The runner sees only ``concurrent.futures.Executor`` (``submit``), so one job
-runs unchanged in the calling process, on a local process pool, or on a Dask cluster.
+runs unchanged in the calling process, on the framework's own process pool (mapreduce.pool), or on
+a Dask cluster.
 
 A :class:`Backend` wraps one executor with what the runner needs around it: how many tasks run at
-once, how to start over after a worker process died, and how to stop everything at once.
+once, how to start over if the executor broke as a whole, and how to stop everything at once. A
+task whose worker process died fails with ``BrokenProcessPool`` (the local pool's
+:class:`~mapreduce.pool.WorkerDied`); the runner retries it.
 """
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
-import threading
-import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from typing import Any, Callable
 
 import psutil
 
-log = logging.getLogger(__name__)
+from mapreduce.pool import ProcessPool
 
 EXECUTORS = ("inline", "local", "dask")
 #: spawn: a clean interpreter per worker, the same on Linux and macOS, and no inherited locks or
@@ -54,14 +54,10 @@ class Backend:
         self.executor: Executor = InlineExecutor()
 
     def renew(self) -> None:
-        """Start over after the executor broke (a worker process died)."""
+        """Make the executor usable again if it broke as a whole (a pool that was shut down)."""
 
     def abort(self) -> None:
         """Stop now: cancel queued tasks and kill running ones."""
-
-    def dead_workers(self) -> bool:
-        """Whether a worker process is known dead (only a process pool can tell)."""
-        return False
 
     def explain(self, exc: BaseException) -> str:
         """One line saying why a task failed; a backend knows its own executor's errors best."""
@@ -81,73 +77,29 @@ class Backend:
 
 
 class LocalBackend(Backend):
-    """A ``ProcessPoolExecutor`` with an explicit start method."""
+    """The framework's own process pool (mapreduce.pool) with an explicit start method.
+
+    The pool replaces a dead worker itself and fails only the task that worker held, so there is
+    nothing to renew after a death; ``abort`` kills the workers and leaves the pool usable, as a
+    long-lived backend, the daemon's, needs after a failed run."""
 
     name = "local"
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._context = multiprocessing.get_context(START_METHOD)
-        self.executor = self._new_pool()
+        self.executor: ProcessPool = self._new_pool()
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context,
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
+    def _new_pool(self) -> ProcessPool:
+        return ProcessPool(self.workers, context=multiprocessing.get_context(START_METHOD))
 
     def renew(self) -> None:
-        self.abort()
-
-    def dead_workers(self) -> bool:
-        procs = getattr(self.executor, "_processes", None) or {}
-        return any(p.exitcode is not None for p in list(procs.values()))
+        if self.executor.closed:
+            self.executor = self._new_pool()
 
     def abort(self) -> None:
-        """Kill the pool's processes and put a fresh pool in its place (workers start lazily),
-        so a long-lived backend, the daemon's, stays usable after a failed run."""
-        pool = self.executor
-        assert isinstance(pool, ProcessPoolExecutor)
         # A running task cannot be cancelled through the Executor API; its process is killed so
         # that a failed run ends now rather than after its slowest task.
-        procs = list((getattr(pool, "_processes", None) or {}).values())
-        results = getattr(pool, "_result_queue", None)  # shutdown() forgets it
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            try:
-                if proc.is_alive():
-                    proc.kill()
-            except (OSError, ValueError):
-                pass
-        for proc in procs:
-            try:
-                proc.join(timeout=5)
-            except (OSError, ValueError, AssertionError):
-                pass
-        # A worker killed while sending its result leaves half a message in the result pipe,
-        # and the pool's manager thread waits for the rest for ever: a non-daemon thread that
-        # would keep this process from ever exiting. With every worker dead, ours is the last
-        # write end of that pipe; closing it gives the thread an end-of-file and lets it finish.
-        writer = getattr(results, "_writer", None)
-        if writer is not None:
-            try:
-                writer.close()
-            except OSError:
-                pass
-        self.executor = self._new_pool()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: end this worker when the process that started it is gone.
-
-    A pool's workers hold both ends of their task queue's pipe, so a parent killed with
-    SIGKILL never closes it for them: they would wait for work forever, orphans that a nightly
-    job run unattended would pile up. A thread watching the parent's pid ends them instead.
-    """
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+        self.executor.abort()
 
 
 def make_backend(kind: str = "local", workers: int | None = None, *,

@@ -14,9 +14,10 @@
 Everything under scratch is removed whatever happens; the output appears only complete.
 A task that raises fails the run at once with a JobError naming stage, task and split, the
 worker's exception chained as ``__cause__``; the rest are cancelled. A worker process that dies
-breaks the pool: the pool is renewed and the tasks it held are run again, up to ``retries`` times
-(a worker that died holding no task costs no attempt). An input that changed while the map read
-it fails the run.
+fails the one task it held, which is run again, up to ``retries`` times (a worker that died
+holding no task costs no attempt: the pool replaces it). An input that changed while the map read
+it fails the run. Every task attempt is timed in its worker and can be kept in a Trace (the
+report's ``tasks``).
 """
 from __future__ import annotations
 
@@ -38,17 +39,19 @@ from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import atomic_writer, make_temp_dir, replace_dir
 from mapreduce.job import ArrayJob, JobSpec, load_job, resolve_ref
+from mapreduce.pool import WorkerDied
 from mapreduce.report import MemorySampler, StageClock, write_report
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, DEFAULT_SPLIT_SIZE, plan_splits
 from mapreduce.tasks import MapResult, MapTask, ReduceResult, ReduceTask, run_map, run_reduce
+from mapreduce.trace import (FAILED, OK, WORKER_DIED, TaskEvent, Timed, TimedResult, Timing, Trace,
+                             timing_of, worker_name)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REDUCERS = 8
 DEFAULT_RETRIES = 2
 DEFAULT_MEMORY_BUDGET = 128 * 1024 * 1024
-_POLL_SECONDS = 1.0
-_DEAD_WORKER_GRACE = 5.0  # a pool normally reports a dead worker within milliseconds
+_POLL_SECONDS = 1.0  # how often the in-flight limit is read again (a Dask cluster can grow)
 
 
 def show_progress(quiet: bool) -> bool:
@@ -58,92 +61,69 @@ def show_progress(quiet: bool) -> bool:
 def run_stage(backend: Backend, stage: str, tasks: Sequence[Any], fn: Callable[[Any], Any], *,
               where: Callable[[Any], str | None] = lambda task: None,
               weight: Callable[[Any], int] = lambda task: 1, unit: str = "task",
-              quiet: bool = True, retries: int = DEFAULT_RETRIES) -> list[Any]:
+              quiet: bool = True, retries: int = DEFAULT_RETRIES,
+              trace: Trace | None = None) -> list[Any]:
     """Run ``fn(task)`` for every task on the backend; results in task order.
 
-    At most ``backend.workers`` tasks are in flight, so when a worker dies only the tasks then
-    running are charged an attempt.
+    At most ``backend.workers`` tasks are in flight. A task whose worker process died
+    (``BrokenProcessPool``; the local pool fails only the dead worker's task) is run again, at
+    most ``retries`` times. ``trace``, if given, gets one event per task attempt.
     """
     results: list[Any] = [None] * len(tasks)
-    attempts = [0] * len(tasks)
+    attempts = [0] * len(tasks)  # attempts that ended with a dead worker
     queue = list(range(len(tasks)))[::-1]
-    running: dict[Future, int] = {}
+    running: dict[Future, tuple[int, float]] = {}  # future -> (task, submitted at)
+    call = Timed(fn)
     bar = tqdm(total=sum(weight(t) for t in tasks), desc=stage, unit=unit,
                unit_scale=unit == "B", disable=not show_progress(quiet), leave=False)
 
-    def submit(i: int) -> bool:
-        task = tasks[i]
-        if attempts[i] and hasattr(task, "attempt"):
-            task = replace(task, attempt=attempts[i])
-        try:
-            running[backend.executor.submit(fn, task)] = i
-        except BrokenProcessPool:
-            return False
-        return True
+    def record(i: int, timing: Timing | None, submitted: float, worker: str | None,
+               outcome: str) -> None:
+        if trace is None:
+            return
+        # nobody measured a dead worker's attempt: from its submission to now, seen from here
+        start, end = (timing.start, timing.end) if timing else (submitted, time.time())
+        trace.add(TaskEvent(stage, i, where(tasks[i]), timing.worker if timing else worker,
+                            start, end, attempts[i] + 1, outcome))
 
-    idle_breaks = 0
-    dead_since: float | None = None
     try:
         while queue or running:
             while queue and len(running) < max(1, backend.workers):
-                if submit(queue[-1]):
-                    queue.pop()
-                    continue
-                # The pool broke before this task reached it. With tasks in flight, their futures
-                # report it below and are charged as usual. With none, a worker died while idle
-                # (between tasks or stages, e.g. the OOM killer choosing a worker that keeps its
-                # memory): no task was lost, so start a fresh pool without charging any task.
-                if running:
-                    break
-                idle_breaks += 1
-                if idle_breaks > retries:
-                    raise JobError(f"the worker pool broke {idle_breaks} times before a task "
-                                   "could start (workers dying at start-up?); giving up",
-                                   stage=stage)
-                log.warning("%s stage: a worker process died while idle; starting new workers",
-                            stage)
-                backend.renew()
-            if not running:
-                continue
+                i = queue.pop()
+                task = tasks[i]
+                if attempts[i] and hasattr(task, "attempt"):
+                    task = replace(task, attempt=attempts[i])
+                running[backend.executor.submit(call, task)] = (i, time.time())
             done, _ = wait(list(running), timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-            lost: list[int] = []
-            if not done and backend.dead_workers():
-                # The pool learns of a dead worker from its result pipe; a worker killed while
-                # writing a result leaves half a message there, and the pool then waits for the
-                # rest for ever, its futures never failing. Its processes tell the truth.
-                dead_since = dead_since or time.monotonic()
-                if time.monotonic() - dead_since > _DEAD_WORKER_GRACE:
-                    log.warning("%s stage: a worker process died and the pool did not notice; "
-                                "starting over with new workers", stage)
-                    lost = list(running.values())
-                    running.clear()
-            else:
-                dead_since = None
+            broken = False
             for future in done:
-                i = running.pop(future)
+                i, submitted = running.pop(future)
                 try:
-                    results[i] = future.result()
-                except BrokenProcessPool:
-                    lost.append(i)
-                except Exception as exc:
-                    raise JobError(backend.explain(exc), stage=stage, task=i,
-                                   split=where(tasks[i])) from exc
-                else:
-                    bar.update(weight(tasks[i]))
-            if lost:
-                lost += running.values()  # the broken pool fails every task it held
-                running.clear()
-                dead_since = None
-                for i in lost:
+                    timed: TimedResult = future.result()
+                except BrokenProcessPool as exc:
+                    pid = exc.pid if isinstance(exc, WorkerDied) else None
+                    record(i, None, submitted, pid and worker_name(pid), WORKER_DIED)
+                    broken = broken or not isinstance(exc, WorkerDied)
                     attempts[i] += 1
                     if attempts[i] > retries:
                         raise JobError(f"a worker process died running this task "
                                        f"{attempts[i]} times (killed, or out of memory); giving up",
-                                       stage=stage, task=i, split=where(tasks[i]))
-                    log.warning("%s task %d: worker process died; retrying (attempt %d of %d)",
-                                stage, i, attempts[i] + 1, retries + 1)
+                                       stage=stage, task=i, split=where(tasks[i])) from exc
+                    log.warning("%s task %d: worker process died; retrying (attempt %d of %d; %s)",
+                                stage, i, attempts[i] + 1, retries + 1, exc)
+                    queue.append(i)
+                except Exception as exc:
+                    record(i, timing_of(exc), submitted, None, FAILED)
+                    raise JobError(backend.explain(exc), stage=stage, task=i,
+                                   split=where(tasks[i])) from exc
+                else:
+                    record(i, timed.timing, submitted, timed.worker, OK)
+                    results[i] = timed.value
+                    bar.update(weight(tasks[i]))
+            if broken:
+                # An executor that breaks as a whole (not ours: it fails only the dead worker's
+                # task) fails every task it held; each is charged above as its future reports.
                 backend.renew()
-                queue.extend(sorted(lost, reverse=True))
     except BaseException:
         backend.abort()  # cancel what is queued, kill what runs: fail fast
         raise
@@ -164,14 +144,16 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
             reducers: int = DEFAULT_REDUCERS, split_size: int = DEFAULT_SPLIT_SIZE,
             block_size: int = DEFAULT_BLOCK_SIZE, memory_budget: int = DEFAULT_MEMORY_BUDGET,
             retries: int = DEFAULT_RETRIES, quiet: bool = True,
-            report_path: str | None = None) -> RunResult:
+            report_path: str | None = None, trace: Trace | None = None) -> RunResult:
     """Run a job over ``inputs``; ``output`` is a file (record job) or a folder (array job).
 
     ``report_path`` defaults to ``<output>.report.json``. A job given as a string is built with
-    its options' defaults; a :class:`JobSpec` carries parameters.
+    its options' defaults; a :class:`JobSpec` carries parameters. Every task attempt goes into
+    ``trace`` (a new one if not given) and into the report's ``tasks``.
     """
     if not isinstance(job_ref, JobSpec):
         job_ref = JobSpec(resolve_ref(job_ref))
+    trace = Trace() if trace is None else trace
     job = load_job(job_ref)
     is_arrays = isinstance(job, ArrayJob)
     inputs = [os.path.abspath(p) for p in inputs]
@@ -191,20 +173,21 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
                 map_results = run_stage(backend, "map", map_tasks, run_map,
                                         where=lambda t: str(t.split),
                                         weight=lambda t: t.split.length, unit="B",
-                                        quiet=quiet, retries=retries)
+                                        quiet=quiet, retries=retries, trace=trace)
             _check_unchanged(seen)
             reduce_tasks = _reduce_tasks(job_ref, map_results, scratch, is_arrays)
             with clock.stage("reduce"):
                 reduce_results = run_stage(backend, "reduce", reduce_tasks, run_reduce,
                                            where=lambda t: f"partition {t.partition}",
-                                           unit="partition", quiet=quiet, retries=retries)
+                                           unit="partition", quiet=quiet, retries=retries,
+                                           trace=trace)
             with clock.stage("commit"):
                 if is_arrays:
                     _commit_tables(reduce_results, scratch, output)
                 else:
                     _commit_records(reduce_results, output)
         report = _report(job, inputs, output, backend, map_results, reduce_results, clock,
-                         memory.peak, started, reducers, split_size)
+                         memory.peak, started, reducers, split_size, trace)
         write_report(report_path or output + ".report.json", report)
         return RunResult(output, report, map_results, reduce_results)
     finally:
@@ -265,7 +248,8 @@ def _commit_tables(results: list[ReduceResult], scratch: str, output: str) -> No
 
 def _report(job: Any, inputs: list[str], output: str, backend: Backend,
             map_results: list[MapResult], reduce_results: list[ReduceResult], clock: StageClock,
-            peak: int, started: float, reducers: int, split_size: int) -> dict[str, Any]:
+            peak: int, started: float, reducers: int, split_size: int,
+            trace: Trace) -> dict[str, Any]:
     counters: dict[str, int] = {}
     samples: list[Any] = []
     for r in map_results:
@@ -292,6 +276,7 @@ def _report(job: Any, inputs: list[str], output: str, backend: Backend,
         "peak_rss_bytes": peak,
         "workers_used": sorted({r.worker for r in map_results}),
         **backend.describe(),
+        "tasks": trace.to_json(),
     }
     if samples:
         report["samples"] = samples[: getattr(job, "max_samples", 100)]

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import struct
-import sys
 
 from jobs.song_plays import SongPlays
 
@@ -35,18 +35,29 @@ class RaisesOnBoom(SongPlays):
 
 
 class DiesMidResult(SongPlays):
-    """At the line ``half``, the first time: write the start of a result message to the pool's
-    result pipe, then SIGKILL its own worker, as a worker killed while sending its result does.
-    The pool then waits for the rest of that message and never reports the worker dead."""
+    """At the line ``half``, the first time: write the start of a result message to the worker's
+    pipe to the pool, then SIGKILL its own worker, as a worker killed while sending its result
+    does. The pool must read that as a dead worker, not wait for the rest of the message."""
 
     def mapper(self, line):
         marker = os.environ["MR_TEST_KILL_MARKER"]
         if line == "half" and not os.path.exists(marker):
             open(marker, "w").close()
-            frame = sys._getframe()
-            while frame is not None and "result_queue" not in frame.f_locals:
-                frame = frame.f_back
-            writer = frame.f_locals["result_queue"]._writer
-            writer._send(struct.pack("!i", 4096))  # a header promising bytes that never come
-            os.kill(os.getpid(), signal.SIGKILL)
+            write_half_a_message_and_die()
         yield from super().mapper(line)
+
+
+def write_half_a_message_and_die() -> None:
+    """A message header (multiprocessing.connection's: a 4-byte length) promising bytes that
+    never come, on the pool's pipe, then SIGKILL. The pool's pipe is the worker's only socket."""
+    sockets = [fd for fd in range(3, 1024) if _is_socket(fd)]
+    assert len(sockets) == 1, f"expected one socket, the pool's pipe; found fds {sockets}"
+    os.write(sockets[0], struct.pack("!i", 4096) + b"x" * 100)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _is_socket(fd: int) -> bool:
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False

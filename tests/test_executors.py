@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from mapreduce.executors import InlineExecutor, make_backend
 
@@ -21,8 +22,23 @@ sys.stdin.read()   # wait to be killed
 """
 
 
-def test_workers_end_when_their_parent_is_sigkilled():
-    parent = subprocess.Popen([sys.executable, "-c", _PARENT], cwd=ROOT, stdin=subprocess.PIPE,
+_BUSY_PARENT = """
+import os, sys, time
+from mapreduce.executors import make_backend
+backend = make_backend("local", 2)
+pids = {backend.executor.submit(os.getpid).result() for _ in range(20)}
+busy = [backend.executor.submit(time.sleep, 600) for _ in range(2)]
+time.sleep(0.5)  # both workers are in their task now
+print(" ".join(map(str, pids)), flush=True)
+sys.stdin.read()   # wait to be killed
+"""
+
+
+@pytest.mark.parametrize("script", [_PARENT, _BUSY_PARENT], ids=["idle", "busy"])
+def test_workers_end_when_their_parent_is_sigkilled(script):
+    """Idle workers read end-of-file on their pipes; busy ones are ended by their watch of the
+    parent's sentinel, not after their ten-minute task."""
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": ROOT})
     try:
@@ -49,3 +65,14 @@ def test_aborted_local_backend_is_usable_again():
         backend.abort()
         assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
         assert backend.executor.submit(os.getpid).result() != first
+
+
+def test_local_backend_renew_replaces_only_a_closed_pool():
+    backend = make_backend("local", 1)
+    pool = backend.executor
+    backend.renew()  # the pool replaces dead workers itself: nothing to renew
+    assert backend.executor is pool
+    backend.close()
+    backend.renew()
+    assert backend.executor is not pool and backend.executor.submit(pow, 3, 2).result() == 9
+    backend.close()

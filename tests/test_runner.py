@@ -12,6 +12,7 @@ from mapreduce import JobError
 from mapreduce.codec import encode
 from mapreduce.executors import make_backend
 from mapreduce.runner import run_job
+from mapreduce.trace import Trace
 from tests.conftest import ROOT, temp_names
 
 JOB = "jobs.song_plays:SongPlays"
@@ -55,6 +56,17 @@ def test_example_job_equals_counter(tmp_path, backend, reducers, split_size):
     assert report["input_bytes"] == sum(os.path.getsize(p) for p in paths)
     assert report["stage_seconds"].keys() >= {"map", "reduce", "commit"}
     assert report["peak_rss_bytes"] > 0
+    # one event per task, each timed in the process that ran it
+    tasks = report["tasks"]
+    assert len(tasks) == report["map_tasks"] + report["reduce_tasks"]
+    assert {(t["stage"], t["task"]) for t in tasks} == (
+        {("map", i) for i in range(report["map_tasks"])}
+        | {("reduce", i) for i in range(report["reduce_tasks"])})
+    assert all(t["outcome"] == "ok" and t["attempt"] == 1 and t["start"] <= t["end"]
+               for t in tasks)
+    assert {t["worker"] for t in tasks if t["stage"] == "map"} == set(report["workers_used"])
+    assert all(t["label"].startswith(paths[0]) or t["label"].startswith(paths[1])
+               or t["label"].startswith(paths[2]) for t in tasks if t["stage"] == "map")
     assert os.path.exists(str(out) + ".report.json")
     assert temp_names(str(tmp_path / "out")) == []
 
@@ -76,11 +88,21 @@ def test_sigkilled_worker_is_retried(tmp_path, monkeypatch):
     with open(paths[0], "ab") as f:
         f.write(b"\nkill\n")
     out = tmp_path / "out" / "plays.tsv"
+    trace = Trace()
     with make_backend("local", 2) as backend:
-        run_job("tests.jobs_for_tests:KillsItsWorkerOnce", paths, str(out), backend,
-                reducers=2, split_size=8192)
+        result = run_job("tests.jobs_for_tests:KillsItsWorkerOnce", paths, str(out), backend,
+                         reducers=2, split_size=8192, trace=trace)
     assert (tmp_path / "killed-once").exists()
     assert out.read_bytes() == _expected(paths)
+    # only the dead worker's task was charged; the trace shows its lost attempt and its retry
+    dead = [e for e in trace.events if e.outcome == "worker died"]
+    assert len(dead) == 1 and dead[0].stage == "map" and dead[0].attempt == 1
+    retried = [e for e in trace.events if (e.stage, e.task) == ("map", dead[0].task)]
+    assert [(e.attempt, e.outcome) for e in retried] == [(1, "worker died"), (2, "ok")]
+    assert all(e.attempt == 1 for e in trace.events if e.task != dead[0].task
+               or e.stage != "map")
+    assert len(result.report["tasks"]) == len(trace.events)
+    assert result.report["tasks"] == trace.to_json()
 
 
 def test_worker_that_always_dies_fails_clearly(tmp_path):
