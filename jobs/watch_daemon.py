@@ -305,6 +305,9 @@ class Daemon:
             del self.planner.unreadable[path]
         self._report_unreadable()
         now = time.monotonic()
+        waiting = [self.retry_at[s.date] for s in stale if self.retry_at.get(s.date, 0.0) > now]
+        if waiting:  # the retry that fired may have come before these were due: look again then
+            self.next_retry = min(self.next_retry or min(waiting), min(waiting))
         return [s for s in stale if self.retry_at.get(s.date, 0.0) <= now]
 
     def _report_unreadable(self) -> None:
