@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import zlib
 from typing import Any, Iterator
 
@@ -45,11 +46,28 @@ class LockBusy(Exception):
     """Another process holds the store's lock and the caller asked not to wait."""
 
 
+def _not_regular(path: str, st: os.stat_result) -> OSError:
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
+            else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    return OSError(errno.EINVAL, f"not a regular file ({kind})", path)
+
+
 def source_identity(path: str) -> dict[str, Any]:
-    """Size, mtime and a content fingerprint (head, middle and tail samples, blake2b)."""
+    """Size, mtime and a content fingerprint (head, middle and tail samples, blake2b).
+
+    Only a regular file is opened: opening a FIFO named like a log blocks until a writer comes,
+    for ever. O_NONBLOCK is the belt for a file swapped between the stat and the open (a regular
+    file ignores it); the open file is checked again."""
     st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st)
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _not_regular(path, st)
+    with open(fd, "rb") as f:
         for at in sorted({0, max(0, st.st_size // 2 - _SAMPLE // 2), max(0, st.st_size - _SAMPLE)}):
             f.seek(at)
             digest.update(f.read(_SAMPLE))

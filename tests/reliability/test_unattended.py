@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
+import stat
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +19,7 @@ import pytest
 
 from tests.test_watch import (Daemon, assert_matches_oracle, day, daemons, iso,  # noqa: F401
                               make_logs, temps, wait_until)
+from tests.reliability.helpers import assert_error, assert_ok, run_cli
 
 
 @pytest.fixture
@@ -74,3 +78,56 @@ def test_failed_dates_are_all_retried_once_the_disk_has_room(tmp_path, small_out
         assert_matches_oracle(w.logs, w.out, d)
     assert temps(w.out) == []
     assert w.stop() == 0
+
+
+def _stopped_within(w: Daemon, seconds: float) -> int:
+    w.proc.send_signal(signal.SIGTERM)
+    try:
+        return w.proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"SIGTERM did not end the daemon within {seconds}s (a hang)") \
+            from None
+
+
+def test_fifo_named_like_a_log_is_unreadable_not_a_hang(tmp_path, daemons):
+    """Issue 14: `mkfifo LOGS/listen-D.log` hung the daemon for ever in open(), no date computed
+    and SIGTERM ignored. Now the FIFO is never opened: its dates wait, reported once, the others
+    are computed, and SIGTERM still ends the daemon with 0."""
+    days = [day(-9), day(-8), day(-1), day(0)]
+    make_logs(tmp_path / "logs", days)
+    fifo = tmp_path / "logs" / f"listen-{day(-7):%Y%m%d}.log"  # in the windows of -7 .. -1
+    os.mkfifo(fifo)
+    old = time.time() - 3600
+    os.utime(fifo, (old, old))
+    w = daemons(tmp_path)  # --retry-seconds 1
+    w.wait_idle()
+    assert w.runs() == [iso(day(-9)), iso(day(-8)), iso(day(0))]
+    assert sorted(w.events("idle")[-1]["deferred"]) == [iso(day(-7)), iso(day(-1))]
+    time.sleep(2.5)  # a few retries: still said once
+    unreadable = w.events("unreadable")
+    assert [e["log"] for e in unreadable] == [fifo.name], unreadable
+    assert "not a regular file" in unreadable[0]["reason"], unreadable
+    # one made while the daemon runs is no "log being written" waiting for ever either
+    late = tmp_path / "logs" / f"listen-{day(3):%Y%m%d}.log"
+    os.mkfifo(late)
+    wait_until(lambda: any(e["log"] == late.name for e in w.events("unreadable")),
+               "the new FIFO reported", daemon=w)
+    for d in (day(-9), day(-8), day(0)):
+        assert_matches_oracle(w.logs, w.out, d)
+    assert _stopped_within(w, 5) == 0
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("which", ["in the window", "outside the window"])
+def test_top50_with_a_fifo_in_the_logs_folder_does_not_hang(tmp_path, which):
+    logs = tmp_path / "logs"
+    make_logs(logs, [day(-1), day(0)])
+    fifo = logs / f"listen-{(day(-3) if which == 'in the window' else day(-20)):%Y%m%d}.log"
+    os.mkfifo(fifo)
+    result = run_cli("top50", "--logs", str(logs), "--out", str(tmp_path / "out"),
+                     "--executor", "local", "--workers", "1", timeout=60)
+    if which == "in the window":  # a day it needs cannot be read: the run fails, one line
+        assert_error(result, 1, str(fifo), "not a regular file")
+    else:
+        assert_ok(result)
+        assert_matches_oracle(logs, tmp_path / "out", day(0))
