@@ -181,8 +181,7 @@ class Store:
     @contextlib.contextmanager
     def locked(self, wait: bool = True) -> Iterator[None]:
         """Hold the store's lock: one job at a time writes a store and its outputs."""
-        path = os.path.join(self.root, ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open_lock(os.path.join(self.root, ".lock"))
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -198,6 +197,41 @@ class Store:
             yield
         finally:
             os.close(fd)  # closing drops the lock; a killed process's lock goes with it
+
+    @staticmethod
+    def _open_lock(path: str) -> int:
+        """The lock file, opened only if it is one a run made: never through a symlink (one
+        planted in a shared store would have us truncate any file we can write), never a
+        hard link, FIFO or other file, whose content we would truncate."""
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            return fd  # ours, new
+        except FileExistsError:
+            pass
+        refuse = f"store lock {path} is not a lock file a run made"
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise JobError(f"{refuse}: it is a symbolic link; not following it (remove it "
+                               "if the store is yours)") from None
+            if exc.errno == errno.EISDIR:
+                raise JobError(f"{refuse}: it is a folder") from None
+            raise
+        st = os.fstat(fd)
+        why = ("it is not a regular file" if not stat.S_ISREG(st.st_mode)
+               else f"it has {st.st_nlink} hard links" if st.st_nlink != 1
+               else None)
+        if why is None:  # a run writes nothing but its pid there
+            content = os.pread(fd, 33, 0)
+            if len(content) > 32 or not (content.strip().isdigit() or not content.strip()):
+                why = "it holds something other than a pid"
+        if why:
+            os.close(fd)
+            raise JobError(f"{refuse}: {why}; not touching it (remove it if the store is "
+                           "yours)")
+        return fd
 
 
 def _manifest_checksum(manifest: dict[str, Any]) -> int:

@@ -131,3 +131,46 @@ def test_top50_with_a_fifo_in_the_logs_folder_does_not_hang(tmp_path, which):
     else:
         assert_ok(result)
         assert_matches_oracle(logs, tmp_path / "out", day(0))
+
+
+@pytest.mark.parametrize("plant", ["symlink", "dangling symlink", "hard link", "foreign file",
+                                   "fifo"])
+def test_planted_store_lock_is_refused_and_its_target_untouched(tmp_path, plant):
+    """Issue 14: STORE/.lock was opened with O_CREAT following symlinks, then truncated and
+    written: a link planted there made a run truncate any file its user could write."""
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    make_logs(logs, [day(-1), day(0)])
+    store = out / "store"
+    store.mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    content = b"precious: not a lock\n" * 100
+    victim.write_bytes(content)
+    lock = store / ".lock"
+    if plant == "symlink":
+        lock.symlink_to(victim)
+    elif plant == "dangling symlink":  # O_CREAT through it would create the target
+        victim.unlink()
+        lock.symlink_to(victim)
+    elif plant == "hard link":
+        os.link(victim, lock)
+    elif plant == "foreign file":  # a regular file no run wrote: not ours to truncate
+        lock.write_bytes(content)
+    else:
+        os.mkfifo(lock)
+    result = run_cli("top50", "--logs", str(logs), "--out", str(out), "--executor", "inline",
+                     timeout=60)
+    line = assert_error(result, 1, str(lock))
+    assert "lock" in line, line
+    if plant == "dangling symlink":
+        assert not victim.exists()
+    else:
+        assert victim.read_bytes() == content
+    if plant == "foreign file":
+        assert lock.read_bytes() == content
+    assert not (out / "country_top50_20240107.txt").exists()
+    # once the plant is gone, the run takes the lock as usual
+    lock.unlink()
+    assert_ok(run_cli("top50", "--logs", str(logs), "--out", str(out), "--executor", "inline",
+                      timeout=60))
+    assert_matches_oracle(logs, out, day(0))
+    assert lock.read_bytes().strip().isdigit()
