@@ -35,7 +35,7 @@ from jobs.listens import log_date
 from jobs.store import DEFAULT_PARTITIONS, LockBusy, Store
 from jobs.topk import WindowJob, run_window_job
 from jobs.watch_events import Arrivals, Change, start_observer
-from jobs.watch_plan import Planner, Stale, scan_folder
+from jobs.watch_plan import Planner, Stale, delivery_in_progress, scan_folder
 
 log = logging.getLogger("jobs.watch")  # the command's name, in every line it logs
 
@@ -99,6 +99,19 @@ def remove_own_temps(folder: str) -> None:
                     pass
 
 
+class _DeliveriesAtDebug(logging.Filter):
+    """Each run's own scan of LOGS (jobs.topk) warns "ignoring NAME" for every name that is no
+    log, deliveries in progress included; in the daemon, those are news at debug level only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (isinstance(record.msg, str) and record.msg.startswith("ignoring ")
+                and record.args and isinstance(record.args, tuple)
+                and delivery_in_progress(os.path.basename(str(record.args[0])))):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 class Daemon:
     def __init__(self, cfg: WatchConfig, backend: Backend) -> None:
         self.stopping = False
@@ -108,6 +121,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.cfg, self.backend = cfg, backend
+        logging.getLogger("jobs.topk").addFilter(_DeliveriesAtDebug())
         self.store = Store(cfg.store, cfg.partitions)
         self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since)
         self.changes: queue.Queue[Change] = queue.Queue()
@@ -279,6 +293,11 @@ class Daemon:
 
     def _ignore(self, name: str) -> None:
         # same wording as jobs.topk.scan_logs, so the once-filter merges the two
+        if delivery_in_progress(name):
+            log.debug("ignoring %s until it is renamed into place: a delivery in progress",
+                      os.path.join(self.cfg.logs, name), extra=_fields(event="delivering",
+                                                                        name=name))
+            return
         log.warning("ignoring %s: not a listen-YYYYMMDD.log name with a real date",
                     os.path.join(self.cfg.logs, name), extra=_fields(event="ignored", name=name))
 

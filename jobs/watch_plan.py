@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from mapreduce.fsutil import TEMP_MARK
 from jobs.listens import log_date
 from jobs.store import Store, source_identity
 from jobs.topk import WindowJob
@@ -40,6 +41,12 @@ class Stale:
 
 def _stat_key(st: os.stat_result) -> tuple[int, ...]:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def delivery_in_progress(name: str) -> bool:
+    """A log on its way, not a stray: ``NAME.tmp``, written then renamed into place as the docs
+    advise, or this project's own ``.NAME.tmp-PID-...`` temporaries."""
+    return name.endswith(".tmp") or (name.startswith(".") and TEMP_MARK in name)
 
 
 def scan_folder(folder: str) -> tuple[dict[dt.date, str], list[str]]:

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 
 from tests.test_watch import (Daemon, assert_matches_oracle, day, daemons, iso,  # noqa: F401
-                              make_logs, temps, wait_until)
+                              drop_by_rename, make_logs, temps, wait_until)
 from tests.reliability.helpers import assert_error, assert_ok, run_cli
 
 
@@ -174,3 +174,28 @@ def test_planted_store_lock_is_refused_and_its_target_untouched(tmp_path, plant)
                       timeout=60))
     assert_matches_oracle(logs, out, day(0))
     assert lock.read_bytes().strip().isdigit()
+
+
+def test_deliveries_in_progress_are_not_warned_about(tmp_path, daemons):
+    """Issue 14: every delivery made as the docs advise (write listen-D.log.tmp, then rename)
+    drew a warning "ignoring listen-D.log.tmp", from the daemon's scans and from each run's.
+    Such names, and the project's own .NAME.tmp-PID- temporaries, are logged at debug only;
+    a real stray name still warns."""
+    logs = tmp_path / "logs"
+    make_logs(logs, [day(-1), day(0)])
+    slow = logs / f"listen-{day(2):%Y%m%d}.log.tmp"   # a delivery under way for the whole test
+    slow.write_bytes(b"1|2|FR\n")
+    own = logs / f".listen-{day(3):%Y%m%d}.log.tmp-4242-abcd"  # a copy made with fsutil's names
+    own.write_bytes(b"")
+    (logs / "notes.txt").write_text("a stray\n")
+    w = daemons(tmp_path)  # runs happen while both exist: each run's scan sees them too
+    w.wait_idle()
+    drop_by_rename(w.logs, day(1))  # the documented way, while the daemon watches
+    w.wait_runs(3)
+    w.wait_idle(2)
+    assert w.runs() == [iso(day(-1)), iso(day(0)), iso(day(1))]
+    loud = [e for e in w.events() if e["level"] in ("warning", "error")]
+    assert [e for e in loud if ".tmp" in e["message"]] == [], loud
+    assert sum("notes.txt" in e["message"] for e in loud) == 1, loud
+    assert_matches_oracle(w.logs, w.out, day(1))
+    assert w.stop() == 0
