@@ -30,6 +30,7 @@ from typing import Any
 from mapreduce.errors import JobError, UsageError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
+from mapreduce.inputs import delivery_in_progress
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, LockBusy, Store
 from mapreduce.windowed import WindowJob, run_window_job
@@ -279,6 +280,11 @@ class Daemon:
 
     def _ignore(self, name: str) -> None:
         # the run's wording, so the once-filter merges the two
+        if delivery_in_progress(name):
+            log.debug("ignoring %s until it is renamed into place: a delivery in progress",
+                      os.path.join(self.cfg.logs, name), extra=_fields(event="delivering",
+                                                                        name=name))
+            return
         log.warning(self.cfg.job.inputs.ignored_message(os.path.join(self.cfg.logs, name)),
                     extra=_fields(event="ignored", name=name))
 
@@ -306,6 +312,9 @@ class Daemon:
             del self.planner.unreadable[path]
         self._report_unreadable()
         now = time.monotonic()
+        waiting = [self.retry_at[s.date] for s in stale if self.retry_at.get(s.date, 0.0) > now]
+        if waiting:  # the retry that fired may have come before these were due: look again then
+            self.next_retry = min(self.next_retry or min(waiting), min(waiting))
         return [s for s in stale if self.retry_at.get(s.date, 0.0) <= now]
 
     def _report_unreadable(self) -> None:

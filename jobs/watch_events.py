@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import time
 from dataclasses import dataclass
 
@@ -117,11 +118,20 @@ class Arrivals:
             return None
         return st.st_size, st.st_mtime_ns
 
+    def _special(self, name: str) -> bool:
+        """A FIFO, folder, socket or device by a log's name: never "being written", so never
+        pending (a FIFO gets no close event); the planner reports it unreadable."""
+        try:
+            return not stat.S_ISREG(os.stat(os.path.join(self.folder, name)).st_mode)
+        except OSError:
+            return False
+
     def add_existing(self, name: str) -> bool:
         """A log found at start. Returns True when it may still be being written (changed within
         the quiet period): nothing tells whether its writer has closed it."""
         snap = self._snapshot(name)
-        if snap is None or time.time() - snap[1] / 1e9 >= self.quiet_period:
+        if (snap is None or time.time() - snap[1] / 1e9 >= self.quiet_period
+                or self._special(name)):
             return False
         self.pending[name] = _Pending(time.monotonic(), snap)
         return True
@@ -143,6 +153,9 @@ class Arrivals:
         if kind == "attrib":
             return None if name in self.pending else "ready"
         # created / modified
+        if self._special(name):
+            self.pending.pop(name, None)
+            return "ready"
         now, p = time.monotonic(), self.pending.get(name)
         new = p is None
         if p is None:

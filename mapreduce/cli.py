@@ -114,7 +114,7 @@ def backend_from_args(args: argparse.Namespace):
     if args.executor == "dask":
         scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     try:
-        return make_backend(args.executor, args.workers, scheduler=scheduler)
+        return make_backend(args.executor, args.workers, scheduler=scheduler, quiet=args.quiet)
     except ImportError as exc:
         raise UsageError(str(exc)) from None
 

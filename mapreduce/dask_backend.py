@@ -46,7 +46,10 @@ class DaskBackend(Backend):
     name = "dask"
     # dask reschedules a dead worker's tasks itself; the runner never sees BrokenProcessPool
 
-    def __init__(self, workers: int | None, *, scheduler: str | None) -> None:
+    def __init__(self, workers: int | None, *, scheduler: str | None,
+                 quiet: bool = False) -> None:
+        if quiet:
+            quiet_distributed()
         self.scheduler = scheduler
         self._cluster: LocalCluster | None = None
         self._threads = 0
@@ -196,6 +199,22 @@ def _client_security(scheduler: str) -> Security:
                        "distributed.comm.tls.ca-file, .client.cert and .client.key in the dask "
                        "configuration (see docs/dask.md in the project)")
     return security
+
+
+def quiet_distributed() -> None:
+    """``--quiet``: distributed's own warnings ("Couldn't gather 1 keys, rescheduling",
+    "Restarting worker") are its business, handled by its retries; only errors show, ours
+    (``mapreduce.*``, ``jobs.*``) untouched.
+
+    Its import gave some of its loggers levels of their own (``distributed.client`` at WARNING
+    whatever DASK_LOGGING__DISTRIBUTED says), so each is raised, not only the parent; worker
+    processes a local cluster starts from here on read the environment variable at import."""
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith("distributed.")]
+    for name in ["distributed", *names]:
+        logger = logging.getLogger(name)
+        if name == "distributed" or logging.NOTSET < logger.level < logging.ERROR:
+            logger.setLevel(logging.ERROR)
 
 
 def _quietly(fn: Any, *args: Any) -> None:

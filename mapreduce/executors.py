@@ -103,8 +103,9 @@ class LocalBackend(Backend):
 
 
 def make_backend(kind: str = "local", workers: int | None = None, *,
-                 scheduler: str | None = None) -> Backend:
-    """``inline``, ``local`` (process pool) or ``dask`` (a cluster; see mapreduce.dask_backend)."""
+                 scheduler: str | None = None, quiet: bool = False) -> Backend:
+    """``inline``, ``local`` (process pool) or ``dask`` (a cluster; see mapreduce.dask_backend).
+    ``quiet``: a cluster's own warnings are not shown either."""
     if workers is not None and workers < 1:
         raise ValueError("workers must be at least 1")
     if kind == "inline":
@@ -114,5 +115,5 @@ def make_backend(kind: str = "local", workers: int | None = None, *,
     if kind == "dask":
         from mapreduce.dask_backend import DaskBackend
 
-        return DaskBackend(workers, scheduler=scheduler)
+        return DaskBackend(workers, scheduler=scheduler, quiet=quiet)
     raise ValueError(f"unknown executor {kind!r}: choose one of {', '.join(EXECUTORS)}")

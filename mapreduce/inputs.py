@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from mapreduce.errors import UsageError
-from mapreduce.fsutil import ensure_writable_folder
+from mapreduce.fsutil import TEMP_MARK, ensure_writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ class DatedInputs:
         """What is said of a name that is not an input (one wording, so a once-filter merges
         the run's and the daemon's)."""
         return f"ignoring {path}: not a {self.describe()} name with a real date"
+
+
+def delivery_in_progress(name: str) -> bool:
+    """An input on its way, not a stray: ``NAME.tmp``, written then renamed into place as the
+    docs advise, or this project's own ``.NAME.tmp-PID-...`` temporaries."""
+    return name.endswith(".tmp") or (name.startswith(".") and TEMP_MARK in name)
 
 
 def parse_date(text: str, option: str = "--date") -> dt.date:

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import zlib
 from typing import Any, Iterator
 
@@ -49,11 +50,28 @@ class LockBusy(Exception):
     """Another process holds the store's lock and the caller asked not to wait."""
 
 
+def _not_regular(path: str, st: os.stat_result) -> OSError:
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
+            else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    return OSError(errno.EINVAL, f"not a regular file ({kind})", path)
+
+
 def source_identity(path: str) -> dict[str, Any]:
-    """Size, mtime and a content fingerprint (head, middle and tail samples, blake2b)."""
+    """Size, mtime and a content fingerprint (head, middle and tail samples, blake2b).
+
+    Only a regular file is opened: opening a FIFO named like a log blocks until a writer comes,
+    for ever. O_NONBLOCK is the belt for a file swapped between the stat and the open (a regular
+    file ignores it); the open file is checked again."""
     st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st)
     digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise _not_regular(path, st)
+    with open(fd, "rb") as f:
         for at in sorted({0, max(0, st.st_size // 2 - _SAMPLE // 2), max(0, st.st_size - _SAMPLE)}):
             f.seek(at)
             digest.update(f.read(_SAMPLE))
@@ -187,8 +205,7 @@ class Store:
     @contextlib.contextmanager
     def locked(self, wait: bool = True) -> Iterator[None]:
         """Hold the store's lock: one job at a time writes a store and its outputs."""
-        path = os.path.join(self.root, ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open_lock(os.path.join(self.root, ".lock"))
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -205,6 +222,41 @@ class Store:
             yield
         finally:
             os.close(fd)  # closing drops the lock; a killed process's lock goes with it
+
+    @staticmethod
+    def _open_lock(path: str) -> int:
+        """The lock file, opened only if it is one a run made: never through a symlink (one
+        planted in a shared store would have us truncate any file we can write), never a
+        hard link, FIFO or other file, whose content we would truncate."""
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+            return fd  # ours, new
+        except FileExistsError:
+            pass
+        refuse = f"store lock {path} is not a lock file a run made"
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise JobError(f"{refuse}: it is a symbolic link; not following it (remove it "
+                               "if the store is yours)") from None
+            if exc.errno == errno.EISDIR:
+                raise JobError(f"{refuse}: it is a folder") from None
+            raise
+        st = os.fstat(fd)
+        why = ("it is not a regular file" if not stat.S_ISREG(st.st_mode)
+               else f"it has {st.st_nlink} hard links" if st.st_nlink != 1
+               else None)
+        if why is None:  # a run writes nothing but its pid there
+            content = os.pread(fd, 33, 0)
+            if len(content) > 32 or not (content.strip().isdigit() or not content.strip()):
+                why = "it holds something other than a pid"
+        if why:
+            os.close(fd)
+            raise JobError(f"{refuse}: {why}; not touching it (remove it if the store is "
+                           "yours)")
+        return fd
 
 
 def _drop_format3_days(root: str) -> None:

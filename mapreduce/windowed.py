@@ -37,7 +37,7 @@ from mapreduce.codec import ChecksumError
 from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import atomic_writers, make_temp_dir, remove_stale_temps
-from mapreduce.inputs import DatedInputs, check_folders, window_days
+from mapreduce.inputs import DatedInputs, check_folders, delivery_in_progress, window_days
 from mapreduce.job import ArrayJob, JobSpec, Option, class_ref
 from mapreduce.report import MemorySampler, StageClock
 from mapreduce.runner import run_stage
@@ -152,7 +152,10 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     check_folders(logs, out, store)
     found, others = job.inputs.scan(logs)
     for name in others:
-        log.warning(job.inputs.ignored_message(os.path.join(logs, name)))
+        if delivery_in_progress(name):
+            log.debug("ignoring %s until it is renamed into place", os.path.join(logs, name))
+        else:
+            log.warning(job.inputs.ignored_message(os.path.join(logs, name)))
     if not found:
         raise JobError(f"no {job.inputs.describe()} file in {logs}")
     end = date or max(found)

@@ -206,7 +206,8 @@ def test_log_dropped_by_rename_is_processed_once(tmp_path, daemons):
     assert_matches_oracle(w.logs, w.out, new)
     ready = w.events("ready")
     assert [e["how"] for e in ready if e["log"] == tmp.name[:-4]] == ["moved_in"]
-    assert sum(e["name"] == tmp.name for e in w.events("ignored")) == 1
+    # a delivery in progress is no stray: no warning (logged at debug only)
+    assert not [e for e in w.events() if tmp.name in e["message"] and e["level"] != "debug"]
     assert w.stop() == 0
 
 
