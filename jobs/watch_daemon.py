@@ -378,7 +378,9 @@ class Daemon:
                     return run_window_job(self.cfg.job, self.cfg.logs, self.cfg.out,
                                           self.backend, date=day, store=self.store.root,
                                           quiet=True, wait=False, partitions=self.cfg.partitions,
-                                          split_size=self.cfg.split_size, job_ref=self.cfg.job_ref)
+                                          split_size=self.cfg.split_size, job_ref=self.cfg.job_ref,
+                                          html_report=os.path.join(
+                                              self.cfg.out, self.cfg.job.report_name(day)))
                 except LockBusy as exc:
                     # polled, not a blocking flock: a signal must be able to stop the wait
                     if not said:

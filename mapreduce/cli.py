@@ -69,6 +69,8 @@ def add_run_options(p: argparse.ArgumentParser, *, reducers_help: str) -> None:
     p.add_argument("--split-size", type=parse_size, default="64M",
                    help="bytes per map task, e.g. 64M (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    p.add_argument("--report", default=None, metavar="FILE.html",
+                   help="also write a page of the run: task timeline, memory, input days")
 
 
 def add_window_options(p: argparse.ArgumentParser, *, inputs_required: bool = True) -> None:
@@ -105,6 +107,18 @@ def build_job(cls: type, params: dict[str, Any]) -> Any:
         raise UsageError(str(exc)) from None
 
 
+def report_path(args: argparse.Namespace) -> str | None:
+    """``--report``, checked before any work: its folder must exist and be writable."""
+    if not args.report:
+        return None
+    folder = os.path.dirname(os.path.abspath(args.report))
+    if os.path.isdir(args.report):
+        raise UsageError(f"--report {args.report} is a folder; give a file name such as run.html")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"--report: folder {folder} does not exist or is not writable")
+    return args.report
+
+
 def backend_from_args(args: argparse.Namespace):
     from mapreduce.executors import make_backend
 
@@ -126,9 +140,11 @@ def run_window_command(job: Any, ref: str, args: argparse.Namespace) -> int:
     from mapreduce.windowed import run_window_job
 
     date = parse_date(args.date) if args.date else None
+    html = report_path(args)
     with backend_from_args(args) as backend:
         try:
             summary = run_window_job(job, args.logs, args.out, backend, date=date, job_ref=ref,
+                                     html_report=html,
                                      store=args.store, strict=args.strict, quiet=args.quiet,
                                      wait=not args.no_wait, split_size=args.split_size,
                                      partitions=args.reducers or DEFAULT_PARTITIONS)
@@ -187,10 +203,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_writable_folder(args.out, "output")
     output = os.path.join(args.out, job.name if isinstance(job, ArrayJob) else f"{job.name}.tsv")
     spec = JobSpec(ref, tuple(sorted(job.params().items())))
+    html = report_path(args)
     with backend_from_args(args) as backend:
         result = run_job(spec, args.inputs, output, backend,
                          reducers=args.reducers or DEFAULT_REDUCERS, split_size=args.split_size,
-                         quiet=args.quiet)
+                         quiet=args.quiet, html_report=html)
     r = result.report
     print(f"{result.output}: {r['records_output']} records from {r['lines']} lines "
           f"in {r['wall_seconds']:.1f}s (report: {result.output}.report.json)")

@@ -289,3 +289,21 @@ def _run_table(run: dict[str, Any]) -> str:
             + "<h3>Versions</h3>"
             + table([(k, "not installed" if v is None else v) for k, v in versions.items()],
                     "versions"))
+
+
+def run_for_report(*, title: str, params: dict[str, Any], describe: dict[str, Any],
+                   started: float, wall: float, trace: list[dict[str, Any]],
+                   memory: list[tuple[float, int]], days: list[dict[str, Any]],
+                   cached_days: list[str] | None = None,
+                   budget: int | None = None) -> dict[str, Any]:
+    """The input of :func:`render_report` from what a run measured (its trace, its memory
+    sampler's samples, its inputs)."""
+    import sys
+
+    from mapreduce.report import versions
+
+    return {"title": title, "command": ["mapreduce", *sys.argv[1:]], "params": params,
+            "versions": versions(), "executor": describe.get("executor"),
+            "workers": describe.get("workers"), "started": started, "wall_seconds": wall,
+            "budget_bytes": budget, "tasks": trace, "cached_days": cached_days or [],
+            "memory": [[t, r] for t, r in memory], "days": days}

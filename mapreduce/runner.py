@@ -144,12 +144,14 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
             reducers: int = DEFAULT_REDUCERS, split_size: int = DEFAULT_SPLIT_SIZE,
             block_size: int = DEFAULT_BLOCK_SIZE, memory_budget: int = DEFAULT_MEMORY_BUDGET,
             retries: int = DEFAULT_RETRIES, quiet: bool = True,
-            report_path: str | None = None, trace: Trace | None = None) -> RunResult:
+            report_path: str | None = None, trace: Trace | None = None,
+            html_report: str | None = None) -> RunResult:
     """Run a job over ``inputs``; ``output`` is a file (record job) or a folder (array job).
 
     ``report_path`` defaults to ``<output>.report.json``. A job given as a string is built with
     its options' defaults; a :class:`JobSpec` carries parameters. Every task attempt goes into
-    ``trace`` (a new one if not given) and into the report's ``tasks``.
+    ``trace`` (a new one if not given) and into the report's ``tasks``; ``html_report`` is a
+    page of them, with memory over time and the inputs' lines (mapreduce.html_report).
     """
     if not isinstance(job_ref, JobSpec):
         job_ref = JobSpec(resolve_ref(job_ref))
@@ -189,9 +191,33 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
         report = _report(job, inputs, output, backend, map_results, reduce_results, clock,
                          memory.peak, started, reducers, split_size, trace)
         write_report(report_path or output + ".report.json", report)
+        if html_report:
+            _write_html(html_report, job_ref, report, map_tasks, map_results, memory.samples,
+                        started, trace)
         return RunResult(output, report, map_results, reduce_results)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_html(path: str, spec: JobSpec, report: dict[str, Any], map_tasks: list[MapTask],
+                map_results: list[MapResult], memory: list[tuple[float, int]], started: float,
+                trace: Trace) -> None:
+    from mapreduce.html_report import run_for_report, write_report_html
+
+    per_input: dict[str, dict[str, Any]] = {}
+    for task, result in zip(map_tasks, map_results):
+        row = per_input.setdefault(task.split.path, {
+            "day": os.path.basename(task.split.path), "lines": 0, "corrupt_lines": 0,
+            "corrupt_by_kind": None, "seconds": 0.0, "cached": False, "samples": []})
+        row["lines"] += result.lines
+        row["corrupt_lines"] += result.counters.get("corrupt_lines", 0)
+        row["seconds"] = round(row["seconds"] + result.seconds, 4)
+        row["samples"] += [s for s in result.samples if isinstance(s, dict) and "offset" in s]
+    write_report_html(path, run_for_report(
+        title=f"{spec.label} over {len(per_input)} input(s)", params=report["params"],
+        describe={"executor": report.get("executor"), "workers": report.get("workers")},
+        started=started, wall=report["wall_seconds"], trace=trace.to_json(), memory=memory,
+        days=list(per_input.values())))
 
 
 def _file_state(path: str) -> tuple[int, int, int, int]:

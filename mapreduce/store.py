@@ -37,6 +37,7 @@ from mapreduce.fsutil import atomic_write_bytes, remove_stale_temps, replace_dir
 from mapreduce.job import JobSpec
 from mapreduce.runner import run_job
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
+from mapreduce.trace import Trace
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,8 @@ class Store:
         shutil.rmtree(self.day_dir(day), ignore_errors=True)
 
     def reduce(self, job: JobSpec, day: dt.date, log_path: str, backend: Backend, *,
-               split_size: int = DEFAULT_SPLIT_SIZE, quiet: bool = True) -> dict[str, Any]:
+               split_size: int = DEFAULT_SPLIT_SIZE, quiet: bool = True,
+               trace: Trace | None = None) -> dict[str, Any]:
         """Run the per-input step ``job`` over one input and commit its result; returns its
         manifest."""
         before = source_identity(log_path)
@@ -173,7 +175,7 @@ class Store:
         os.rmdir(staging)  # run_job puts its output folder here
         try:
             result = run_job(job, [log_path], staging, backend, reducers=self.partitions,
-                             split_size=split_size, quiet=quiet,
+                             split_size=split_size, quiet=quiet, trace=trace,
                              report_path=staging + ".report.json")
             if source_identity(log_path) != before:
                 raise JobError(f"{log_path} changed while it was being read; run again once "

@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
@@ -43,6 +43,7 @@ from mapreduce.report import MemorySampler, StageClock
 from mapreduce.runner import run_stage
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, Store
+from mapreduce.trace import OK, TaskEvent, Trace, worker_name
 from mapreduce.window import WindowTask, merge_partitions, run_window
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ class WindowJob(ArrayJob):
         return {**{c: f"{c}_{stem}.txt" for c in self.output_channels},
                 "summary": f"{stem}.summary.json"}
 
+    def report_name(self, day: dt.date) -> str:
+        """The run's page beside its outputs (the daemon writes one per date it computes)."""
+        summary = self.output_names(day)["summary"]
+        return summary.removesuffix(".summary.json").removesuffix(".json") + ".report.html"
+
     def window(self, end: dt.date) -> list[dt.date]:
         return window_days(end, self.days)
 
@@ -138,15 +144,18 @@ class WindowRun:
     partitions: int = DEFAULT_PARTITIONS
     split_size: int = DEFAULT_SPLIT_SIZE
     quiet: bool = True
+    trace: Trace = field(default_factory=Trace)
 
 
 def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                    date: dt.date | None = None, store: str | None = None, strict: bool = False,
                    quiet: bool = True, wait: bool = True, partitions: int = DEFAULT_PARTITIONS,
-                   split_size: int = DEFAULT_SPLIT_SIZE, job_ref: str | None = None) -> dict[str, Any]:
+                   split_size: int = DEFAULT_SPLIT_SIZE, job_ref: str | None = None,
+                   html_report: str | None = None) -> dict[str, Any]:
     """Compute the window ending on ``date`` (default: the newest input) and write its files.
 
-    ``job_ref`` is how workers import the job (default: its class's module and name)."""
+    ``job_ref`` is how workers import the job (default: its class's module and name);
+    ``html_report``, a page of the run: every task on a timeline, memory, the days."""
     job_ref = job_ref or class_ref(type(job))
     store = store or os.path.join(out, "store")
     check_folders(logs, out, store)
@@ -203,6 +212,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                                   for d, info in days_cached.info.items()},
                 "input_lines_read": sum(i["lines_read"] for i in days_cached.info.values()),
                 "output_lines": lines,
+                "task_attempts": _attempts(run.trace),
                 "files": {k: os.path.join(os.path.abspath(out), v) for k, v in names.items()},
                 "store": store_obj.root,
                 "stage_seconds": clock.seconds,
@@ -211,7 +221,37 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                 **backend.describe(),
             }
             summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+        samples = memory.samples
+    if html_report:
+        _write_html(html_report, job, summary, days_cached, run.trace, samples, started)
     return summary
+
+
+def _write_html(path: str, job: WindowJob, summary: dict[str, Any], days: _DayResults,
+                trace: Trace, memory: list[tuple[float, int]], started: float) -> None:
+    from mapreduce.html_report import run_for_report, write_report_html
+
+    rows = []
+    for day, info in days.info.items():
+        manifest = days.manifests[day]
+        rows.append({"day": f"{day:%Y-%m-%d}", "lines": info["lines"],
+                     "corrupt_lines": info["corrupt_lines"], "corrupt_by_kind": None,
+                     "seconds": info["seconds"], "cached": info["cached"],
+                     "samples": manifest.get("corrupt_samples", [])})
+    write_report_html(path, run_for_report(
+        title=f"{type(job).__name__}: window {summary['window']['first']} .. "
+              f"{summary['window']['last']}", params=job.params(), describe=summary,
+        started=started, wall=time.time() - started, trace=trace.to_json(), memory=memory,
+        days=rows, cached_days=[r["day"] for r in rows if r["cached"]]))
+
+
+def _attempts(trace: Trace) -> dict[str, Any]:
+    """Task attempts per stage and outcome, and the processes that ran them."""
+    per: dict[str, dict[str, int]] = {}
+    for e in trace.events:
+        per.setdefault(e.stage, {}).setdefault(e.outcome, 0)
+        per[e.stage][e.outcome] += 1
+    return {"by_stage": per, "workers": sorted({e.worker for e in trace.events if e.worker})}
 
 
 def _legacy_fields(job: WindowJob) -> dict[str, Any]:
@@ -247,7 +287,8 @@ class _DayResults:
         if manifest is None:
             log.info("reducing %s", path)
             manifest = self.store.reduce(self.step.job, day, path, self.run.backend,
-                                         split_size=self.run.split_size, quiet=self.run.quiet)
+                                         split_size=self.run.split_size, quiet=self.run.quiet,
+                                         trace=self.run.trace)
         self.manifests[day] = manifest
         self.info[day] = {
             "log": path, "cached": cached, "lines": manifest["lines"],
@@ -277,7 +318,7 @@ def _write_window(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
                 with clock.stage("window"):
                     results = run_stage(run.backend, "window", tasks, run_window,
                                         where=lambda t: f"{t.channel} partition {t.partition}",
-                                        unit="partition", quiet=run.quiet)
+                                        unit="partition", quiet=run.quiet, trace=run.trace)
             except JobError as exc:
                 bad = _corrupt_day(exc, days.store, present)
                 if bad is None or bad in recomputed:
@@ -289,9 +330,12 @@ def _write_window(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
                 continue
             lines = {}
             with clock.stage("merge"):
-                for channel in channels:
+                for i, channel in enumerate(channels):
+                    began = time.time()
                     lines[channel] = merge_partitions(
                         [r for r in results if r.channel == channel], files[channel])
+                    run.trace.add(TaskEvent("merge", i, f"{channel}: {lines[channel]} lines",
+                                            worker_name(), began, time.time(), 1, OK))
             return lines
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
