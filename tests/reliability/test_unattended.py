@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.test_watch import (Daemon, assert_matches_oracle, day, daemons, iso,  # noqa: F401
+from tests.jobs.test_watch import (Daemon, assert_matches_oracle, day, daemons, iso,  # noqa: F401
                               drop_by_rename, make_logs, temps, wait_until)
 from tests.reliability.helpers import assert_error, assert_ok, run_cli
 

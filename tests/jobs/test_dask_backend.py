@@ -32,7 +32,7 @@ from mapreduce.executors import make_backend  # noqa: E402
 from mapreduce.runner import run_job, run_stage  # noqa: E402
 from tests.oracle import reference_files  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 END = dt.date(2024, 1, 7)
 PLAYS = "jobs.song_plays:SongPlays"
 SPLIT = 64 * 1024  # about ten map tasks over the two plays logs
@@ -198,7 +198,7 @@ def test_dask_gives_up_on_a_task_that_kills_its_worker(plays, tmp_path):
         b = DaskBackend(None, scheduler=c.scheduler_address)
         try:
             with pytest.raises(JobError) as info:
-                within(TIMEOUT, lambda: run_job("tests.dask_jobs:WorkerKiller", logs[:1],
+                within(TIMEOUT, lambda: run_job("tests.jobs.dask_jobs:WorkerKiller", logs[:1],
                                                 str(tmp_path / "x.tsv"), b, reducers=2))
         finally:
             b.close()
@@ -229,7 +229,7 @@ def test_worker_killed_mid_map_is_retried(backend, client, plays, tmp_path):
     try:
         # One death is well within allowed-failures (3): dask must rerun the task elsewhere and
         # the run succeed. (Giving up is test_dask_gives_up_on_a_task_that_kills_its_worker.)
-        within(TIMEOUT, lambda: run_job("tests.dask_jobs:SlowSongPlays", logs, out, backend,
+        within(TIMEOUT, lambda: run_job("tests.jobs.dask_jobs:SlowSongPlays", logs, out, backend,
                                         reducers=4, split_size=SPLIT))
     finally:
         stop.set()
@@ -268,7 +268,7 @@ def test_scheduler_lost_mid_run_is_one_line_error_not_a_hang(plays, tmp_path):
         threading.Thread(target=kill_scheduler_once_mapping, daemon=True).start()
         try:
             with pytest.raises(JobError) as info:
-                within(TIMEOUT, lambda: run_job("tests.dask_jobs:SlowSongPlays", logs,
+                within(TIMEOUT, lambda: run_job("tests.jobs.dask_jobs:SlowSongPlays", logs,
                                                 str(tmp_path / "x.tsv"), b, reducers=2,
                                                 split_size=SPLIT))
         finally:

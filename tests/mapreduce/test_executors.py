@@ -10,7 +10,7 @@ import pytest
 
 from mapreduce.executors import InlineExecutor, make_backend
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _PARENT = """
 import os, sys

@@ -19,7 +19,7 @@ from mapreduce.executors import make_backend
 from mapreduce.pool import ProcessPool, RemoteError, RemoteTraceback, WorkerDied
 from mapreduce.runner import run_stage
 from mapreduce.trace import Trace, worker_name
-from tests.jobs_for_tests import write_half_a_message_and_die
+from tests.mapreduce.jobs_for_tests import write_half_a_message_and_die
 
 T = 60  # seconds any one result may take before the test calls it a hang
 
@@ -115,7 +115,7 @@ def test_unpicklable_exception_and_result_come_back_as_stand_ins():
         worker = pool.submit(os.getpid).result(T)
         exc = pool.submit(raise_unpicklable).exception(T)
         assert isinstance(exc, RemoteError)
-        assert exc.type_name == "tests.test_pool.Unpicklable" and exc.message == "1/2"
+        assert exc.type_name == "tests.mapreduce.test_pool.Unpicklable" and exc.message == "1/2"
         assert "in raise_unpicklable" in exc.__cause__.text
         exc = pool.submit(return_unpicklable).exception(T)
         assert isinstance(exc, RemoteError) and "could not be pickled" in str(exc)

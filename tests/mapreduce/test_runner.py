@@ -15,7 +15,7 @@ from mapreduce.runner import run_job
 from mapreduce.trace import Trace
 from tests.conftest import ROOT, temp_names
 
-JOB = "jobs.song_plays:SongPlays"
+JOB = "tests.mapreduce.jobs_for_tests:SongPlays"
 
 
 def _make_inputs(folder, files=3, lines=4000, seed=1):
@@ -90,7 +90,7 @@ def test_sigkilled_worker_is_retried(tmp_path, monkeypatch):
     out = tmp_path / "out" / "plays.tsv"
     trace = Trace()
     with make_backend("local", 2) as backend:
-        result = run_job("tests.jobs_for_tests:KillsItsWorkerOnce", paths, str(out), backend,
+        result = run_job("tests.mapreduce.jobs_for_tests:KillsItsWorkerOnce", paths, str(out), backend,
                          reducers=2, split_size=8192, trace=trace)
     assert (tmp_path / "killed-once").exists()
     assert out.read_bytes() == _expected(paths)
@@ -112,7 +112,7 @@ def test_worker_that_always_dies_fails_clearly(tmp_path):
     out = tmp_path / "out" / "plays.tsv"
     with make_backend("local", 2) as backend:
         with pytest.raises(JobError, match="worker process died") as info:
-            run_job("tests.jobs_for_tests:KillsItsWorkerAlways", paths, str(out), backend,
+            run_job("tests.mapreduce.jobs_for_tests:KillsItsWorkerAlways", paths, str(out), backend,
                     retries=2)
     assert info.value.stage == "map"
     assert not out.exists() and temp_names(str(tmp_path / "out")) == []
@@ -125,7 +125,7 @@ def test_failing_task_names_stage_task_and_split(tmp_path, backend):
     size = os.path.getsize(paths[1])
     out = tmp_path / "out" / "plays.tsv"
     with pytest.raises(JobError) as info:
-        run_job("tests.jobs_for_tests:RaisesOnBoom", paths, str(out), backend, split_size=1 << 20)
+        run_job("tests.mapreduce.jobs_for_tests:RaisesOnBoom", paths, str(out), backend, split_size=1 << 20)
     err = info.value
     assert err.stage == "map" and err.task == 1
     assert err.split == f"{paths[1]}[0:{size}]"
@@ -155,7 +155,7 @@ def test_worker_killed_while_sending_its_result_does_not_hang_the_run(tmp_path):
         f.write(b"\nhalf\n")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "mapreduce.cli", "run", "tests.jobs_for_tests:DiesMidResult",
+        [sys.executable, "-m", "mapreduce.cli", "run", "tests.mapreduce.jobs_for_tests:DiesMidResult",
          paths[0], "--out", str(out), "--workers", "1", "--reducers", "2", "--quiet"],
         cwd=ROOT, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
         env={**os.environ, "PYTHONPATH": ROOT, "MR_TEST_KILL_MARKER": str(tmp_path / "killed")})

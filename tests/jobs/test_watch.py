@@ -26,7 +26,7 @@ from jobs.generate import generate
 from mapreduce.store import source_identity
 from tests.oracle import reference_files
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 END = dt.date(2024, 1, 7)
 LINES = 2000
 TIMEOUT = 40.0
