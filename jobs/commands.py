@@ -11,7 +11,8 @@ import argparse
 import datetime as dt
 import os
 
-from mapreduce.cli import add_run_options, add_window_options, build_job, run_window_command
+from mapreduce.cli import (add_report_option, add_run_options, add_window_options, build_job,
+                           run_window_command)
 from mapreduce.errors import UsageError
 from mapreduce.inputs import parse_date
 from mapreduce.job import class_ref, job_class
@@ -23,6 +24,7 @@ def _window_command(sub: argparse._SubParsersAction, name: str, **kw: str) -> ar
     add_window_options(p)
     p.add_argument("--out", required=True, help="folder for the top files and the summary")
     add_run_options(p, reducers_help="partitions of a new store (default 64)")
+    add_report_option(p)
     return p
 
 

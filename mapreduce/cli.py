@@ -69,6 +69,9 @@ def add_run_options(p: argparse.ArgumentParser, *, reducers_help: str) -> None:
     p.add_argument("--split-size", type=parse_size, default="64M",
                    help="bytes per map task, e.g. 64M (default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+
+
+def add_report_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default=None, metavar="FILE.html",
                    help="also write a page of the run: task timeline, memory, input days")
 
@@ -176,6 +179,7 @@ def _add_run_command(sub: Any, job_cls: type | None) -> None:
                        help="input files (plain jobs)")
     p.add_argument("--out", required=True, help="output folder")
     add_run_options(p, reducers_help="partitions (default 8; a new store's: 64)")
+    add_report_option(p)
     if job_cls is not None:
         add_job_options(p, job_cls)
     p.set_defaults(handler=cmd_run, job_cls=job_cls)
