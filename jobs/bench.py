@@ -32,8 +32,9 @@ import orjson
 from mapreduce.errors import UsageError
 from mapreduce.fsutil import atomic_write_bytes
 from jobs.bench_results import FULL_SCALE, compare_outputs, output_files, render, results
-from jobs.bench_runs import (NEXT_DAY, WEEK_END, Case, _progress, daily_command,
-                             duckdb_command, ensure_logs, log_path, measure, top50_command)
+from jobs.bench_runs import (NEXT_DAY, WEEK_END, Case, _progress, check_baseline,
+                             daily_command, duckdb_command, ensure_logs, log_path, measure,
+                             top50_command)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="results file (default DATA/bench.json)")
     p.add_argument("--skip-duckdb", action="store_true",
                    help="no DuckDB runs: no ratios and no correctness check")
+    p.add_argument("--baseline", default=None, metavar="CHECKOUT",
+                   help="another checkout of this project (e.g. `git worktree add /tmp/old "
+                        "v1`): its cold and warm top50 run interleaved with ours on the same "
+                        "logs, outputs compared byte for byte (needs a non-editable install)")
     p.set_defaults(handler=cmd_bench)
 
 
@@ -83,8 +88,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     json_path = args.json or os.path.join(args.data, "bench.json")
     if os.path.isdir(json_path):
         raise UsageError(f"--json {json_path} is a folder")
+    if args.baseline and not os.path.isdir(os.path.join(args.baseline, "mapreduce")):
+        raise UsageError(f"--baseline {args.baseline} is not a checkout of this project")
     result = run_bench(args.data, args.lines_per_day, runs=args.runs, workers=workers,
-                       split_size=args.split_size, duckdb=not args.skip_duckdb)
+                       split_size=args.split_size, duckdb=not args.skip_duckdb,
+                       baseline=args.baseline and os.path.abspath(args.baseline))
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     atomic_write_bytes(json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result))
@@ -93,10 +101,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_size: int,
-              duckdb: bool = True) -> dict[str, Any]:
+              duckdb: bool = True, baseline: str | None = None) -> dict[str, Any]:
     """Run every case; returns the results (what bench.json holds). Raises JobError when an
     output of ours is not byte-identical to DuckDB's."""
-    from mapreduce.store import Store
     from jobs.top50 import Top50
 
     data = os.path.abspath(data)  # the runs' commands must not depend on a working folder
@@ -119,12 +126,18 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
     if duckdb:
         cases["duckdb"] = Case("duckdb", f"the week in DuckDB SQL, {workers} thread(s)",
                                7 * lines_per_day)
+    if baseline:
+        check_baseline(baseline)
+        for name in ("cold", "warm"):
+            cases[f"{name}-baseline"] = Case(f"{name}-baseline", f"{name}, the code in {baseline}",
+                                             cases[name].lines)
 
-    def timed(case: Case, i: int, command: list[str]) -> None:
+    def timed(case: Case, i: int, command: list[str], root: str | None = None) -> None:
         _progress(f"{case.name} run {i + 1}/{runs}")
         case.command = command
         console = os.path.join(work, f"{case.name}-{i + 1}.console.txt")
-        wall, peak = measure(f"{case.name} run {i + 1}", command, console)
+        wall, peak = measure(f"{case.name} run {i + 1}", command, console,
+                             **({"root": root} if root else {}))
         case.walls.append(wall)
         case.peaks.append(peak)
 
@@ -151,26 +164,43 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
                 os.path.join(work, "duckdb-next.console.txt"))
         next_reference = output_files(out, NEXT_DAY)
 
-    warm_store = os.path.join(work, "warm-store")
+    # ours and the baseline's (if any) alternate, so that a drift of the machine's speed
+    # during the benchmark weighs on both alike
+    builds = [("", None)] + ([("-baseline", baseline)] if baseline else [])
     for i in range(runs):
-        run_dir = os.path.join(work, f"cold-{i + 1}")
-        out, store = os.path.join(run_dir, "out"), os.path.join(run_dir, "store")
-        timed(cases["cold"], i, top50_command(data, out, store, WEEK_END, workers, split_size))
-        if reference:
-            compare_outputs(output_files(out, WEEK_END), reference, f"cold run {i + 1}")
-        if i == runs - 1:
-            os.replace(store, warm_store)  # days 01..07 reduced: the state the warm case needs
-        shutil.rmtree(run_dir)
+        for suffix, root in builds:
+            run_dir = os.path.join(work, f"cold{suffix}-{i + 1}")
+            out, store = os.path.join(run_dir, "out"), os.path.join(run_dir, "store")
+            timed(cases["cold" + suffix], i,
+                  top50_command(data, out, store, WEEK_END, workers, split_size), root)
+            files = output_files(out, WEEK_END)
+            if reference:
+                compare_outputs(files, reference, f"cold{suffix} run {i + 1}")
+            elif suffix:  # no DuckDB: the baseline's files must still be ours
+                compare_outputs(files, output_files(os.path.join(work, f"cold-{i + 1}", "out"),
+                                                    WEEK_END), f"cold{suffix} run {i + 1}")
+            if i == runs - 1:  # days 01..07 reduced: the state the warm case needs
+                os.replace(store, os.path.join(work, f"warm{suffix}-store"))
+        for suffix, _ in builds:
+            shutil.rmtree(os.path.join(work, f"cold{suffix}-{i + 1}"))
 
-    next_dir = Store(warm_store, step=Top50().steps()[0].name).day_dir(NEXT_DAY)
+    step = Top50().steps()[0].name
     for i in range(runs):
-        shutil.rmtree(next_dir, ignore_errors=True)  # so every warm run really reduces one day
-        out = os.path.join(work, f"warm-{i + 1}")
-        timed(cases["warm"], i, top50_command(data, out, warm_store, NEXT_DAY, workers,
-                                              split_size))
-        if next_reference:
-            compare_outputs(output_files(out, NEXT_DAY), next_reference, f"warm run {i + 1}")
-        shutil.rmtree(out)
+        for suffix, root in builds:
+            warm_store = os.path.join(work, f"warm{suffix}-store")
+            # every warm run reduces one day; a baseline may keep its days at the store's top
+            # level (store format 3)
+            for stale in (os.path.join(warm_store, step, f"day-{NEXT_DAY:%Y%m%d}"),
+                          os.path.join(warm_store, f"day-{NEXT_DAY:%Y%m%d}")):
+                shutil.rmtree(stale, ignore_errors=True)
+            out = os.path.join(work, f"warm{suffix}-{i + 1}")
+            timed(cases["warm" + suffix], i, top50_command(data, out, warm_store, NEXT_DAY,
+                                                           workers, split_size), root)
+            if next_reference:
+                compare_outputs(output_files(out, NEXT_DAY), next_reference,
+                                f"warm{suffix} run {i + 1}")
+        for suffix, _ in builds:
+            shutil.rmtree(os.path.join(work, f"warm{suffix}-{i + 1}"))
 
     for name, w in (("daily-1w", 1), ("daily-2w", 2)):
         for i in range(runs):

@@ -77,6 +77,10 @@ def results(cases: dict[str, Case], params: dict[str, Any], data: str, *, runs: 
             "peak_rss_mib": round(case.peak / MIB, 1),
             "vs_duckdb": round(vs, 3) if vs is not None else None,
         })
+        base = cases.get(f"{case.name}-baseline")
+        if base is not None:  # how many times faster than the baseline, and its peak
+            rows[-1]["vs_baseline"] = round(base.median / case.median, 3)
+            rows[-1]["baseline_peak_rss_mib"] = round(base.peak / MIB, 1)
     by = {r["case"]: r for r in rows}
     scaling = by["daily-2w"]["lines_per_s"] / by["daily-1w"]["lines_per_s"]
     values = {
@@ -155,6 +159,11 @@ def render(result: dict[str, Any]) -> str:
         value = "-" if t["value"] is None else (
             f"{t['value']:.2f} GiB" if t["target"] == "peak_rss_gib" else f"{t['value']:.2f}x")
         out.append(f"  {t['text']:<52} {value:>10}  {verdict}")
+    for r in result["cases"]:
+        if "vs_baseline" in r:
+            out.append(f"  {r['case']} against the baseline: {r['vs_baseline']:.3f}x as fast "
+                       f"(medians), peak {r['peak_rss_mib']:.0f} MiB against "
+                       f"{r['baseline_peak_rss_mib']:.0f} MiB")
     if not result["full_scale"]:
         out.append(f"note: {result['lines_per_day']:,} lines/day is below the targets' "
                    f"{FULL_SCALE:,}: these figures do not judge the targets")

@@ -99,21 +99,34 @@ def _progress(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-def _env() -> dict[str, str]:
-    # the subprocesses import this very checkout, installed or not
+def _env(root: str = PROJECT_ROOT) -> dict[str, str]:
+    # the subprocesses import this very checkout (or the baseline's), installed or not
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
-def measure(label: str, command: list[str], console: str) -> tuple[float, int]:
+def check_baseline(root: str) -> None:
+    """A baseline checkout is only measured if its code is what its runs import: an editable
+    install of another checkout is found before PYTHONPATH and would be measured instead."""
+    probe = subprocess.run([sys.executable, "-c", "import mapreduce; print(mapreduce.__file__)"],
+                           env=_env(root), capture_output=True, text=True)
+    found = probe.stdout.strip()
+    if probe.returncode != 0 or not os.path.realpath(found).startswith(os.path.realpath(root)):
+        raise JobError(f"--baseline {root}: its runs would import {found or probe.stderr.strip()}"
+                       " instead (an editable install of this project?); run the benchmark from"
+                       " an environment where the project is installed with `pip install .`")
+
+
+def measure(label: str, command: list[str], console: str,
+            root: str = PROJECT_ROOT) -> tuple[float, int]:
     """Run ``command``; returns (wall seconds, peak resident bytes of its process tree).
 
     The tree's memory is summed every 0.1 s: a peak shorter than that can be missed, which at
     full scale (runs of tens of seconds) moves the figure by little."""
     with open(console, "wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_env())
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=_env(root))
         try:
             ps = psutil.Process(proc.pid)
         except psutil.NoSuchProcess:  # already finished
