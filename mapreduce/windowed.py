@@ -239,7 +239,8 @@ class _DayResults:
         if not os.access(path, os.R_OK):
             raise JobError(f"cannot read log {path}: permission denied")
         started = time.perf_counter()
-        manifest = self.store.fresh_manifest(day, path)  # read once: what is checked is used
+        # read once: what is checked is used
+        manifest = self.store.fresh_manifest(day, path, self.step.job)
         cached = manifest is not None
         if manifest is None:
             log.info("reducing %s", path)
