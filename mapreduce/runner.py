@@ -207,6 +207,9 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
                          memory.peak, started, reducers, split_size)
         write_report(report_path or output + ".report.json", report)
         return RunResult(output, report, map_results, reduce_results)
+    except JobError as exc:
+        exc.job = exc.job or job_ref.label  # the author's first question: which job failed
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
