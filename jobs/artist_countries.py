@@ -32,8 +32,9 @@ class ArtistCountries(SongCountries):
 
     def __init__(self, **params):
         super().__init__(**params)
-        if self.artists is None:
-            raise ValueError("--artists FILE is required: a CSV of sng_id,artist_id lines")
+        if not (self.artists and os.path.isfile(self.artists)):
+            raise ValueError(f"--artists must name a file of sng_id,artist_id lines: "
+                             f"{self.artists}")
 
     def map_block(self, block, offset):
         p = parse_block(block, offset, self.max_samples)

@@ -97,8 +97,11 @@ def test_from_the_command_line_with_a_relative_side_file(tmp_path):
     artists = write_artists(str(tmp_path / "artists.csv"), str(logs), DAY, salt=1)
     missing = _cli(tmp_path, "--logs", "logs", "--out", "out")
     assert missing.returncode == 2
-    assert missing.stderr.strip() == ("error: --artists FILE is required: a CSV of "
-                                      "sng_id,artist_id lines")
+    assert missing.stderr.strip() == ("error: --artists must name a file of sng_id,artist_id "
+                                      "lines: None")
+    absent = _cli(tmp_path, "--logs", "logs", "--out", "out", "--artists", "nowhere.csv")
+    assert absent.returncode == 2
+    assert absent.stderr.strip().endswith(f"lines: {tmp_path / 'nowhere.csv'}")
     result = _cli(tmp_path, "--logs", "logs", "--out", "out", "--artists", "artists.csv",
                   "--days", "2", "--workers", "2", "--quiet")
     assert result.returncode == 0, result.stderr
