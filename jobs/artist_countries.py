@@ -14,7 +14,6 @@ import numpy as np
 
 from mapreduce import Option
 from mapreduce.aggregate import sum_by_key
-from jobs.listens import parse_block
 from jobs.song_countries import SongCountries
 
 
@@ -36,12 +35,13 @@ class ArtistCountries(SongCountries):
             raise ValueError(f"--artists must name a file of sng_id,artist_id lines: "
                              f"{self.artists}")
 
-    def map_block(self, block, offset):
-        p = parse_block(block, offset, self.max_samples)
+    def map_block(self, block, offset):  # the block's (song, country) counts, then the join
+        tables, stats = super().map_block(block, offset)
+        plays = tables["song"]
         songs, artists = song_artists(self.artists, os.stat(self.artists).st_mtime_ns)
-        at = np.minimum(np.searchsorted(songs, p["song"]), len(songs) - 1)
-        known = songs[at] == p["song"]
-        pairs = {"artist": artists[at[known]], "country": p["country"][known]}
-        return {"artist": sum_by_key([pairs], self.keys)}, {
-            "lines": p["lines"], "corrupt_lines": p["corrupt"], "samples": p["samples"],
-            "unknown_song": int(len(known) - known.sum())}
+        at = np.minimum(np.searchsorted(songs, plays["song"]), len(songs) - 1)  # sorted: fast
+        known = songs[at] == plays["song"]
+        stats["unknown_song"] = int(plays["count"][~known].sum())
+        pairs = {"artist": artists[at[known]], "country": plays["country"][known],
+                 "count": plays["count"][known]}
+        return {"artist": sum_by_key([pairs], self.keys)}, stats

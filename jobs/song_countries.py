@@ -23,7 +23,7 @@ class SongCountries(WindowJob):
 
     def map_block(self, block, offset):
         p = parse_block(block, offset, self.max_samples)
-        counts = sum_by_key([{"song": p["song"], "country": p["country"]}], self.keys)
+        counts = sum_by_key([{"song": p["song"], "country": p["country"]}], ("song", "country"))
         return {"song": counts}, {"lines": p["lines"], "corrupt_lines": p["corrupt"],
                                   "samples": p["samples"]}
 
