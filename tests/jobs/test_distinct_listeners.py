@@ -8,7 +8,6 @@ import sys
 from collections import defaultdict
 
 import orjson
-import pytest
 
 from jobs.distinct_listeners import DistinctListeners
 from jobs.listens import log_name
