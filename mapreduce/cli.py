@@ -227,13 +227,13 @@ def _job_after_run(argv: list[str]) -> str | None:
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    from mapreduce.job import job_class
+    from mapreduce.job import job_class, resolve_ref
 
     job_cls = None
     ref = _job_after_run(list(sys.argv[1:] if argv is None else argv))
     if ref is not None:
         try:
-            job_cls = job_class(ref)
+            job_cls = job_class(resolve_ref(ref))  # `my_job:MyJob` may be a file in this folder
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     missing: list[str] = []

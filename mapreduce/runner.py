@@ -195,6 +195,9 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
             _write_html(html_report, job_ref, report, map_tasks, map_results, memory.samples,
                         started, trace)
         return RunResult(output, report, map_results, reduce_results)
+    except JobError as exc:
+        exc.job = exc.job or job_ref.label  # the author's first question: which job failed
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

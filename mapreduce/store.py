@@ -79,6 +79,20 @@ def source_identity(path: str) -> dict[str, Any]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "fingerprint": digest.hexdigest()}
 
 
+def step_identity(job: JobSpec) -> dict[str, Any]:
+    """What a per-input step's result depends on besides its input: its parameters, and for a
+    parameter naming a file (a side table such as a song-to-artist list), that file's identity
+    too, so that a changed side file makes every cached day stale. Empty for a step without
+    parameters, as in manifests written before this rule."""
+    step: dict[str, Any] = {}
+    for name, value in job.params:
+        if isinstance(value, str) and os.path.isfile(value):
+            step[name] = {"path": value, **source_identity(value)}
+        else:
+            step[name] = value
+    return orjson.loads(orjson.dumps(step))  # as read back from a manifest (tuples as lists)
+
+
 class Store:
     """The results of one per-input step (``step``, a folder name) in the store at ``root``."""
 
@@ -112,12 +126,14 @@ class Store:
 
     @staticmethod
     def is_fresh(manifest: dict[str, Any] | None, identity: dict[str, Any] | None,
-                 partitions: int) -> bool:
+                 partitions: int, step: dict[str, Any] | None = None) -> bool:
         """The freshness rule, for this store's runs and for the daemon's planning alike: a
-        whole manifest, made with this partition count, from the input as it is now."""
+        whole manifest, made with this partition count, from the input as it is now (and,
+        given ``step``, by the step with these parameters: see :func:`step_identity`)."""
         return (manifest is not None and identity is not None
                 and manifest.get("partitions") == partitions
-                and manifest.get("source", {}).get("identity") == identity)
+                and manifest.get("source", {}).get("identity") == identity
+                and (step is None or manifest.get("step_identity", {}) == step))
 
     def manifest(self, day: dt.date) -> dict[str, Any] | None:
         """The day's manifest if it is whole and of this store's format, else None."""
@@ -140,14 +156,17 @@ class Store:
             return None, "its manifest does not match its checksum (altered on disk)"
         return manifest, None
 
-    def fresh_manifest(self, day: dt.date, log_path: str) -> dict[str, Any] | None:
-        """The day's manifest if it is whole and was made from the log as it is now."""
+    def fresh_manifest(self, day: dt.date, log_path: str,
+                       job: JobSpec | None = None) -> dict[str, Any] | None:
+        """The day's manifest if it is whole and was made from the log as it is now (and, given
+        ``job``, by that per-input step with the same parameters and side files)."""
         manifest, damage = self._manifest(day)
         if damage:
             log.warning("store day %s has no usable manifest: %s; reducing it again from its log",
                         f"{day:%Y-%m-%d}", damage)
+        step = None if job is None else step_identity(job)
         if manifest is not None and self.is_fresh(manifest, source_identity(log_path),
-                                                  self.partitions):
+                                                  self.partitions, step):
             return manifest
         return None
 
@@ -169,6 +188,7 @@ class Store:
         """Run the per-input step ``job`` over one input and commit its result; returns its
         manifest."""
         before = source_identity(log_path)
+        step = step_identity(job)  # before reading: a side file changed meanwhile is seen next run
         folder = os.path.dirname(self.day_dir(day))
         os.makedirs(folder, exist_ok=True)
         staging = make_temp_dir(folder, f"day-{day:%Y%m%d}")
@@ -187,6 +207,7 @@ class Store:
             manifest = {
                 "format": STORE_FORMAT, "date": f"{day:%Y-%m-%d}", "partitions": self.partitions,
                 "step": self.step, "job": report["job"], "params": report["params"],
+                **({"step_identity": step} if step else {}),
                 "source": {"path": os.path.abspath(log_path), "identity": before},
                 "lines": report["lines"], "counters": report["counters"],
                 "corrupt_lines": report["counters"].get("corrupt_lines", 0),

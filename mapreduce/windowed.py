@@ -282,13 +282,18 @@ class _DayResults:
         if not os.access(path, os.R_OK):
             raise JobError(f"cannot read log {path}: permission denied")
         started = time.perf_counter()
-        manifest = self.store.fresh_manifest(day, path)  # read once: what is checked is used
+        # read once: what is checked is used
+        manifest = self.store.fresh_manifest(day, path, self.step.job)
         cached = manifest is not None
         if manifest is None:
             log.info("reducing %s", path)
-            manifest = self.store.reduce(self.step.job, day, path, self.run.backend,
-                                         split_size=self.run.split_size, quiet=self.run.quiet,
-                                         trace=self.run.trace)
+            try:
+                manifest = self.store.reduce(self.step.job, day, path, self.run.backend,
+                                             split_size=self.run.split_size, quiet=self.run.quiet,
+                                             trace=self.run.trace)
+            except JobError as exc:
+                exc.step = exc.step or "per-input"
+                raise
         self.manifests[day] = manifest
         self.info[day] = {
             "log": path, "cached": cached, "lines": manifest["lines"],
@@ -322,6 +327,7 @@ def _write_window(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
             except JobError as exc:
                 bad = _corrupt_day(exc, days.store, present)
                 if bad is None or bad in recomputed:
+                    exc.job, exc.step = exc.job or spec.label, exc.step or "window"
                     raise
                 recomputed.add(bad)
                 log.warning("store table of %s is damaged (%s); reducing that day again",

@@ -99,16 +99,16 @@ def corrupt_count(paths: Sequence[str]) -> int:
 
 
 def song_plays_expected(paths: Sequence[str]) -> bytes:
-    """What ``jobs.song_plays:SongPlays`` must write: its own rule, applied line by line."""
-    counts: collections.Counter[str] = collections.Counter()
+    """What ``jobs.song_plays:SongPlays`` must write: plays of each song on the valid lines (the
+    oracle's rule, applied line by line), songs in integer order."""
+    counts: collections.Counter[int] = collections.Counter()
     for path in paths:
         with open(path, "rb") as f:
             for raw in split_lines(f.read()):
-                line = raw[:-1] if raw.endswith(b"\r") else raw
-                song, sep, _ = line.decode("utf-8", "replace").partition("|")
-                if sep and song:
-                    counts[song] += 1
-    return b"".join(sorted(encode(k) + b"\t" + encode(v) + b"\n" for k, v in counts.items()))
+                parsed = parse_line(raw)
+                if parsed:
+                    counts[parsed[0]] += 1
+    return b"".join(encode(k) + b"\t" + encode(v) + b"\n" for k, v in sorted(counts.items()))
 
 
 def summary(out: str | os.PathLike, name: str = "top50_20240107.summary.json") -> dict[str, Any]:
