@@ -202,7 +202,7 @@ def test_dask_gives_up_on_a_task_that_kills_its_worker(plays, tmp_path):
                                                 str(tmp_path / "x.tsv"), b, reducers=2))
         finally:
             b.close()
-    assert str(info.value).startswith("job tests.dask_jobs:WorkerKiller, map stage, task 0, split ")
+    assert str(info.value).startswith("job tests.jobs.dask_jobs:WorkerKiller, map stage, task 0, split ")
     assert "worker process died" in str(info.value)
     assert isinstance(info.value.__cause__, KilledWorker)
     assert not os.path.exists(tmp_path / "x.tsv")
@@ -274,7 +274,7 @@ def test_scheduler_lost_mid_run_is_one_line_error_not_a_hang(plays, tmp_path):
         finally:
             within(TIMEOUT, b.close)
         assert seen.is_set()
-        assert str(info.value).startswith("job tests.dask_jobs:SlowSongPlays, map stage, task ")
+        assert str(info.value).startswith("job tests.jobs.dask_jobs:SlowSongPlays, map stage, task ")
         assert str(info.value).endswith(f"the connection to the dask scheduler {address} was lost")
     finally:
         for proc in (worker, scheduler):
