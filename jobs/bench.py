@@ -178,7 +178,7 @@ def ensure_logs(data: str, lines_per_day: int) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(params_path)  # a half-finished generation must not look complete
     paths = generate(logs_dir(data), days=DAYS, lines_per_day=lines_per_day, end=NEXT_DAY,
-                     seed=SEED, corrupt_share=CORRUPT_SHARE)
+                     seed=SEED, corrupt_share=CORRUPT_SHARE, force=True)
     params = {**wanted, "sizes": {os.path.basename(p): os.path.getsize(p) for p in paths}}
     atomic_write_bytes(params_path, orjson.dumps(params, option=orjson.OPT_INDENT_2) + b"\n")
     return params
