@@ -69,7 +69,7 @@ _PAD = 32  # bytes before the block: the words before any field's first byte are
 
 @dataclass(frozen=True)
 class _Word:
-    """How to read and convert ``nbytes`` (2, 4 or 8) digits as one unsigned integer (SWAR)."""
+    """How to read and convert ``nbytes`` (2 or 8) digits as one unsigned integer (SWAR)."""
 
     nbytes: int
     dtype: type
@@ -85,10 +85,10 @@ class _Word:
         return cls(nbytes, dtype, every_byte(0x30), every_byte(0xF0), every_byte(0x06))
 
     def tables(self, word: int, low: int) -> np.ndarray:
-        """Indexed by field length 0..19, for the group of digits ``8 * word`` to ``8 * word +
-        nbytes`` counted from the field's end, and only for fields using more than ``low`` bytes
-        of it (others read as all '0'): the mask of the field's bytes.
-        A table look-up per row replaces the shifts and compares that would make the mask."""
+        """Indexed by field length 0..19: the mask of the field's bytes among the ``nbytes``
+        ending ``8 * word`` bytes before the field's end, for fields using more than ``low`` of
+        that word's bytes (for others, no byte: they read as all '0'). A table look-up per row
+        replaces the shifts and compares that would make the mask."""
         keep = np.zeros(MAX_DIGITS + 1, dtype=self.dtype)
         full = (1 << (8 * self.nbytes)) - 1
         for length in range(MAX_DIGITS + 1):
@@ -100,8 +100,8 @@ class _Word:
     def parse(self, words: np.ndarray, length: np.ndarray,
               keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Values of ``words`` (first character in the lowest byte), the bytes outside the mask
-        ``keep[length]`` read as '0', and whether the bytes inside are all digits. Operations are in place: at a few hundred thousand
-        rows a fresh array costs page faults."""
+        ``keep[length]`` read as '0', and whether the bytes inside are all digits. Operations
+        are in place: at a few hundred thousand rows a fresh array costs page faults."""
         dt = self.dtype
         mask = np.take(keep, length)
         x = words & mask
@@ -139,7 +139,8 @@ _WORDS = {n: _Word.of(n) for n in (2, 8)}
 #: word 0 of every field, as 8 bytes; words 1 and 2 as 2 bytes for the rows using at most 2 of
 #: them, or as 8 bytes for the rows using more than ``low`` bytes: (word, nbytes, low) -> tables
 _FIRST = _WORDS[8].tables(0, 0)
-_MORE = {(word, n, low): _WORDS[n].tables(word, low) for word in (1, 2) for n, low in ((2, 0), (8, 0), (8, 2))}
+_MORE = {(word, n, low): _WORDS[n].tables(word, low)
+         for word in (1, 2) for n, low in ((2, 0), (8, 0), (8, 2))}
 #: the share of rows from which a group is parsed for all rows rather than for a subset
 _ALL_ROWS_SHARE = 0.3
 
@@ -161,12 +162,13 @@ def _parse_ids(ending: dict[tuple[int, int], np.ndarray], end: np.ndarray,
     for word in (1, 2):
         back = 8 * word
         short, wide = int(counts[back + 1:back + 3].sum()), int(counts[back + 3:].sum())
-        if wide >= _ALL_ROWS_SHARE * len(length):
-            groups = [(8, 0, length > back)]  # one uint64 pass serves the short rows too
+        # (bytes read, fewest of this word's bytes a row uses to be in the group, shortest and
+        # longest length in it, rows in it)
+        if wide >= _ALL_ROWS_SHARE * len(length):  # one uint64 pass serves the short rows too
+            groups = [(8, 0, back + 1, MAX_DIGITS, short + wide)]
         else:
-            groups = [(2, 0, (length > back) & (length <= back + 2)), (8, 2, length > back + 2)]
-        for (nbytes, low, rows), count in zip(groups, (short + wide,) if len(groups) == 1
-                                              else (short, wide)):
+            groups = [(2, 0, back + 1, back + 2, short), (8, 2, back + 3, MAX_DIGITS, wide)]
+        for nbytes, low, shortest, longest, count in groups:
             if not count:
                 continue
             reader, tables = _WORDS[nbytes], _MORE[word, nbytes, low]
@@ -176,7 +178,7 @@ def _parse_ids(ending: dict[tuple[int, int], np.ndarray], end: np.ndarray,
                 ok &= more_ok
                 values += more * scale  # 19 digits fit in uint64; checked below
             else:
-                rows = np.flatnonzero(rows)
+                rows = np.flatnonzero((length >= shortest) & (length <= longest))
                 more, more_ok = reader.parse(ending[nbytes, back][end[rows]], length[rows], tables)
                 ok[rows] &= more_ok
                 values[rows] += more * scale

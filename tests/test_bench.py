@@ -108,7 +108,8 @@ def test_duckdb_sql_follows_the_rule_on_corner_cases(tmp_path, reader):
 HAND_LINES = [
     b"1|2|\x80", b"1|2|US\x9f", b"\x80\x81|2|US", b"1|\xc3|US", b"1|2|\xc0\xaf",
     b"1|2|\xed\xa0\x80", b"1|2|\xf4\x90\x80\x80", b"1|2|\xff\xfe", b"\xfe\xff1|2|US",
-    "1|2|USé".encode(), "1|2|\u20ac".encode(), b"1|2\x00|US", b"\x00", b"1|2|US\x00", b"\x00\x00\x00",
+    "1|2|USé".encode(), "1|2|\u20ac".encode(), b"1|2\x00|US", b"\x00", b"1|2|US\x00",
+    b"\x00\x00\x00",
     b"1|2|US\x01", b"\x011|2|US", b"1|2|US\x01\x01", b"\x02", b"1|2|\x02", b'"1|2|US', b'1|2|U"',
     b"#1|2|US", b"1|2\r|US", b"\r", b"", b"1|2|US ", b"\t",
 ]

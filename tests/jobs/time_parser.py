@@ -46,7 +46,9 @@ def day_blocks(case: str, lines: int, seed: int = 1) -> list[bytes]:
                        lines)
     blocks, pos = [], 0
     while pos < len(text):  # cut after a newline, as mapreduce.splits.read_blocks does
-        stop = text.rfind(b"\n", pos, pos + DEFAULT_BLOCK_SIZE) + 1 if pos + DEFAULT_BLOCK_SIZE < len(text) else len(text)
+        stop = len(text)
+        if pos + DEFAULT_BLOCK_SIZE < len(text):
+            stop = text.rfind(b"\n", pos, pos + DEFAULT_BLOCK_SIZE) + 1
         blocks.append(text[pos:stop])
         pos = stop
     return blocks
