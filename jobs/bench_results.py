@@ -104,7 +104,9 @@ def results(cases: dict[str, Case], params: dict[str, Any], data: str, *, runs: 
         "full_scale": params["lines_per_day"] >= FULL_SCALE,
         "runs": runs, "workers": workers, "split_size": split_size,
         "logs": {"seed": params["seed"], "corrupt_share": params["corrupt_share"],
-                 "sizes": params["sizes"]},
+                 "id_width": params.get("id_width"), "sizes": params["sizes"]},
+        "duckdb_reader": params.get("duckdb_reader"),
+        "duckdb_csv_limit": params.get("duckdb_csv_limit"),
         "machine": machine(),
         "correctness": ("all outputs byte-identical to DuckDB's" if checked
                         else "not checked (--skip-duckdb)"),
@@ -151,8 +153,10 @@ def render(result: dict[str, Any]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths)))
 
-    out = [f"{result['lines_per_day']:,} lines/day, {result['runs']} run(s) per case (medians), "
-           f"{result['workers']} worker(s); correctness: {result['correctness']}",
+    out = [f"{result['lines_per_day']:,} lines/day, {result['logs']['id_width']} ids, "
+           f"{result['runs']} run(s) per case (medians), {result['workers']} worker(s); "
+           f"DuckDB reader: {result['duckdb_reader'] or '-'}; correctness: "
+           f"{result['correctness']}",
            line(head), line(tuple("-" * w for w in widths)), *map(line, body), "", "targets:"]
     for t in result["targets"]:
         verdict = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]

@@ -90,7 +90,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     end = parse_date(args.end, "--end") if args.end else dt.date(2024, 1, 7)
     paths = generate(args.out, days=args.days, lines_per_day=args.lines_per_day, end=end,
                      seed=args.seed, users=args.users, songs=args.songs,
-                     corrupt_share=args.corrupt_share)
+                     corrupt_share=args.corrupt_share, id_width=args.id_width, force=args.force)
     print(f"wrote {len(paths)} log(s) to {args.out}: {os.path.basename(paths[0])} .. "
           f"{os.path.basename(paths[-1])}")
     return 0
