@@ -32,9 +32,10 @@ import orjson
 from mapreduce.errors import UsageError
 from mapreduce.fsutil import atomic_write_bytes
 from jobs.bench_results import FULL_SCALE, compare_outputs, output_files, render, results
-from jobs.bench_runs import (NEXT_DAY, WEEK_END, Case, _progress, check_baseline,
-                             daily_command, duckdb_command, duckdb_reader, ensure_logs, log_path,
-                             measure, top50_command)
+from jobs.bench_runs import (JOBS, NEXT_DAY, WEEK_END, Case, _progress, check_baseline,
+                             daily_command, duckdb_command, duckdb_reader, ensure_logs,
+                             job_command, job_lines, log_path, measure, top50_command,
+                             write_artists)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--id-width", choices=("realistic", "narrow", "wide"), default="realistic",
                    help="ids of the generated logs: realistic (default: most 9-10 digits, a few "
                         "up to 19), narrow (up to 8 digits), wide (a third 16-19 digits)")
+    p.add_argument("--jobs", action="store_true",
+                   help="also time one day of each windowed job of jobs/ (top50, "
+                        "distinct_listeners, song_countries, artist_countries) on the same log")
     p.add_argument("--json", default=None, help="results file (default DATA/bench.json)")
     p.add_argument("--skip-duckdb", action="store_true",
                    help="no DuckDB runs: no ratios and no correctness check")
@@ -96,7 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.data, args.lines_per_day, runs=args.runs, workers=workers,
                        split_size=args.split_size, duckdb=not args.skip_duckdb,
                        baseline=args.baseline and os.path.abspath(args.baseline),
-                       id_width=args.id_width)
+                       id_width=args.id_width, jobs=args.jobs)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     atomic_write_bytes(json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result))
@@ -106,7 +110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_size: int,
               duckdb: bool = True, baseline: str | None = None,
-              id_width: str = "realistic") -> dict[str, Any]:
+              id_width: str = "realistic", jobs: bool = False) -> dict[str, Any]:
     """Run every case; returns the results (what bench.json holds). Raises JobError when an
     output of ours is not byte-identical to DuckDB's."""
     from jobs.top50 import Top50
@@ -218,6 +222,19 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
             out = os.path.join(work, f"{name}-{i + 1}")
             timed(cases[name], i, daily_command(data, out, w, split_size))
             shutil.rmtree(out)
+
+    if jobs:
+        artists = os.path.join(work, "artists.csv")
+        write_artists(log_path(data, WEEK_END), artists)
+        for name, job, _ in JOBS:
+            cases[name] = Case(name, f"one day of {job} ({job_lines(job)} lines), 1-day window",
+                               lines_per_day)
+        for i in range(runs):  # interleaved, so that the machine's drift weighs on all alike
+            for name, job, extra in JOBS:
+                out = os.path.join(work, f"{name.replace(':', '-')}-{i + 1}")
+                timed(cases[name], i, job_command(job, extra, os.path.dirname(log_path(
+                    data, WEEK_END)), out, WEEK_END, workers, split_size, artists))
+                shutil.rmtree(out)
 
     shutil.rmtree(work, ignore_errors=True)  # everything passed: the runs' files are not needed
     return results(cases, params, data, runs=runs, workers=workers, split_size=split_size,

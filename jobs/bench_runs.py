@@ -195,3 +195,44 @@ def daily_command(data: str, out: str, workers: int, split_size: int) -> list[st
     return _python("mapreduce.cli", "run", step, log_path(data, WEEK_END), "--out", out,
                    "--reducers", str(DEFAULT_PARTITIONS), "--workers", str(workers),
                    "--split-size", str(split_size), "--quiet")
+
+
+#: the jobs timed side by side by ``bench --jobs``: (case name, job, extra options)
+JOBS = (("job:top50", "jobs.top50:TopSongs", ()),
+        ("job:distinct_listeners", "jobs.distinct_listeners:DistinctListeners", ()),
+        ("job:song_countries", "jobs.song_countries:SongCountries", ()),
+        ("job:artist_countries", "jobs.artist_countries:ArtistCountries", ("--artists", "{artists}")))
+
+
+def job_command(job: str, extra: tuple[str, ...], logs: str, out: str, day: dt.date,
+                workers: int, split_size: int, artists: str) -> list[str]:
+    """One day of a windowed job from its raw log, fresh store: its per-input step (the cost of
+    each new day) and a one-day window."""
+    return _python("mapreduce.cli", "run", job, "--logs", logs, "--out", out, "--days", "1",
+                   "--date", f"{day:%Y%m%d}", "--workers", str(workers), "--split-size",
+                   str(split_size), "--quiet", *(a.format(artists=artists) for a in extra))
+
+
+def job_lines(job: str) -> int:
+    """Lines of the file that declares ``job``, imports and docstring included."""
+    import importlib
+
+    module = importlib.import_module(job.partition(":")[0])
+    with open(module.__file__, "rb") as f:
+        return f.read().count(b"\n")
+
+
+def write_artists(log: str, path: str) -> None:
+    """A song-to-artist side file for every song of ``log`` but one in 20 (those are counted as
+    unknown songs): about 20 songs per artist."""
+    import numpy as np
+
+    from mapreduce.splits import Split, read_blocks
+    from jobs.listens import parse_block
+
+    songs = [np.unique(parse_block(block)["song"])
+             for _, block in read_blocks(Split(log, 0, os.path.getsize(log)))]
+    ids = np.unique(np.concatenate(songs)) if songs else np.zeros(0, np.uint64)
+    ids = ids[ids % 20 != 7]
+    with open(path, "w") as f:
+        f.writelines(f"{s},{s // 20 + 1}\n" for s in ids.tolist())
