@@ -14,12 +14,13 @@ its memory is the table's.
 """
 from __future__ import annotations
 
+import os
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from mapreduce import codec
-from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader, open_reader
+from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader
 
 #: rows of all tables in one chunk, about (a chunk's combine holds a few times this in bytes)
 DEFAULT_BUDGET = 2_000_000
@@ -41,10 +42,16 @@ class _Run:
             raise _damage(path, exc) from None
 
     def _open(self) -> None:
-        with open(self.path, "rb") as f:
-            magic = f.read(8)
-        if magic == b"MRTABLE2":
-            self.file, reader = open_reader(self.path)
+        f = open(self.path, "rb")
+        if f.read(8) != b"MRTABLE2":
+            f.close()
+        else:
+            self.file = f
+            try:
+                reader = TableReader(f, self.path, os.fstat(f.fileno()).st_size)
+            except BaseException:
+                self.close()
+                raise
             if (reader.sorted and reader.names[:1] == [self.key]
                     and reader.dtypes[self.key].kind == "u"):
                 self.reader = reader

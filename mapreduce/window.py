@@ -7,6 +7,7 @@ time; then every partition's lines merged in key order by range tasks, in parall
     keys of all partitions ──cut into R ranges (quantiles of one partition's keys)──▶
         merge task r: lines of range r from every partition, a merge of sorted runs ─▶ part r
     parts 0..R-1 ──concatenated in the kernel (copy_file_range)──▶ the channel's file
+    (a channel of one range, a small one, is merged by the parent straight into its file)
 
 Each stored row is read once per window, and a task holds one key range (about
 ``DEFAULT_BUDGET`` rows over all tables) at a time, whatever the window's length. Partitions
@@ -101,7 +102,7 @@ def run_window(task: WindowTask) -> WindowResult:
 
 @dataclass(frozen=True)
 class MergePiece:
-    """Lines ``lo``..``hi`` of one partition's result (bytes from ``start``)."""
+    """Lines ``lo`` to ``hi`` (excluded) of one partition's result."""
 
     text_path: str
     keys_path: str
@@ -157,45 +158,51 @@ def merge_tasks(results: list[WindowResult], channel: str, workers: int,
 
 
 def run_merge(task: MergeTask) -> MergeResult:
-    """Write the task's lines in key order to a part file of its own. Each piece is a sorted
-    run: a stable sort of their concatenation is a merge of runs (timsort finds them)."""
+    """Write the task's lines in key order to a part file of its own."""
     path = f"{task.out_path}.{os.getpid()}.txt"
     try:
-        keys, lengths, starts, source = [], [], [], []
-        for i, piece in enumerate(task.pieces):
-            keys.append(np.fromfile(piece.keys_path, dtype=np.uint64, count=piece.hi - piece.lo,
-                                    offset=8 * piece.lo))
-            ends = np.fromfile(piece.ends_path, dtype=np.int64, count=piece.hi - piece.lo + 1,
-                               offset=8 * (piece.lo - 1)) if piece.lo else np.concatenate(
-                [np.zeros(1, np.int64), np.fromfile(piece.ends_path, dtype=np.int64,
-                                                    count=piece.hi)])
-            lengths.append(np.diff(ends).astype(np.int32))
-            starts.append(ends[:-1])
-            source.append(np.full(piece.hi - piece.lo, i, dtype=np.uint32))
-        lines = sum(len(k) for k in keys)
         with open(path, "wb") as out:
-            if not lines:
-                return MergeResult(task.channel, task.index, path, 0, 0)
-            order = np.argsort(np.concatenate(keys), kind="stable")
-            del keys
-            length = np.concatenate(lengths)
-            start = np.concatenate(starts)
-            src = np.concatenate(source)
-            out_end = np.cumsum(length[order], dtype=np.int64)
-            files = [open(p.text_path, "rb") for p in task.pieces]
-            try:
-                lo = 0
-                while lo < len(order):
-                    budget = (out_end[lo - 1] if lo else 0) + MERGE_CHUNK_BYTES
-                    hi = max(lo + 1, int(np.searchsorted(out_end, budget, side="right")))
-                    out.write(_gather(order[lo:hi], src, start, length, files))
-                    lo = hi
-            finally:
-                for f in files:
-                    f.close()
-            return MergeResult(task.channel, task.index, path, lines, int(out_end[-1]))
+            lines, size = merge_into(task, out)
+        return MergeResult(task.channel, task.index, path, lines, size)
     finally:
         release_free_memory()
+
+
+def merge_into(task: MergeTask, out: BinaryIO) -> tuple[int, int]:
+    """Write the task's lines in key order to ``out``; returns (lines, bytes). Each piece is a
+    sorted run: a stable sort of their concatenation is a merge of runs (timsort finds them)."""
+    keys, lengths, starts, source = [], [], [], []
+    for i, piece in enumerate(task.pieces):
+        keys.append(np.fromfile(piece.keys_path, dtype=np.uint64, count=piece.hi - piece.lo,
+                                offset=8 * piece.lo))
+        ends = np.fromfile(piece.ends_path, dtype=np.int64, count=piece.hi - piece.lo + 1,
+                           offset=8 * (piece.lo - 1)) if piece.lo else np.concatenate(
+            [np.zeros(1, np.int64), np.fromfile(piece.ends_path, dtype=np.int64,
+                                                count=piece.hi)])
+        lengths.append(np.diff(ends).astype(np.int32))
+        starts.append(ends[:-1])
+        source.append(np.full(piece.hi - piece.lo, i, dtype=np.uint32))
+    lines = sum(len(k) for k in keys)
+    if not lines:
+        return 0, 0
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    del keys
+    length = np.concatenate(lengths)
+    start = np.concatenate(starts)
+    src = np.concatenate(source)
+    out_end = np.cumsum(length[order], dtype=np.int64)
+    files = [open(p.text_path, "rb") for p in task.pieces]
+    try:
+        lo = 0
+        while lo < len(order):
+            budget = (out_end[lo - 1] if lo else 0) + MERGE_CHUNK_BYTES
+            hi = max(lo + 1, int(np.searchsorted(out_end, budget, side="right")))
+            out.write(_gather(order[lo:hi], src, start, length, files))
+            lo = hi
+    finally:
+        for f in files:
+            f.close()
+    return lines, int(out_end[-1])
 
 
 def concatenate(parts: list[MergeResult], out: BinaryIO) -> int:

@@ -22,7 +22,8 @@ from mapreduce.job import JobSpec
 from mapreduce.report import StageClock
 from mapreduce.rollup import Rollups, Span, cover, run_rollup
 from mapreduce.runner import run_stage
-from mapreduce.window import WindowTask, concatenate, merge_tasks, run_merge, run_window
+from mapreduce.window import (WindowTask, concatenate, merge_into, merge_tasks, run_merge,
+                              run_window)
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +69,22 @@ def write_window(job: Any, spec: JobSpec, channels: tuple[str, ...], days: Any,
                 continue
             with clock.stage("merge"):
                 workers = max(1, run.backend.workers)
-                merges = [t for channel in channels for t in merge_tasks(
-                    [r for r in results if r.channel == channel], channel, workers, scratch)]
-                parts = run_stage(run.backend, "merge", merges, run_merge,
+                per_channel = {c: merge_tasks([r for r in results if r.channel == c], c,
+                                              workers, scratch) for c in channels}
+                # a channel of one range (few lines) costs less merged here than sent out
+                spread = [t for tasks_c in per_channel.values() if len(tasks_c) > 1
+                          for t in tasks_c]
+                parts = run_stage(run.backend, "merge", spread, run_merge,
                                   where=lambda t: f"{t.channel} range {t.index}",
                                   unit="range", quiet=run.quiet, trace=run.trace)
-                return {channel: concatenate([p for p in parts if p.channel == channel],
-                                             files[channel]) for channel in channels}
+                lines = {}
+                for channel, tasks_c in per_channel.items():
+                    if len(tasks_c) == 1:
+                        lines[channel] = merge_into(tasks_c[0], files[channel])[0]
+                    else:
+                        lines[channel] = concatenate(
+                            [p for p in parts if p.channel == channel], files[channel])
+                return lines
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     raise AssertionError("unreachable")
