@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import os
 import shutil
+import time
 from typing import Any, BinaryIO
 
 from mapreduce.codec import ChecksumError
@@ -22,6 +23,7 @@ from mapreduce.job import JobSpec
 from mapreduce.report import StageClock
 from mapreduce.rollup import Rollups, Span, cover, run_rollup
 from mapreduce.runner import run_stage
+from mapreduce.trace import OK, TaskEvent, worker_name
 from mapreduce.window import (WindowTask, concatenate, merge_into, merge_tasks, run_merge,
                               run_window)
 
@@ -80,7 +82,11 @@ def write_window(job: Any, spec: JobSpec, channels: tuple[str, ...], days: Any,
                 lines = {}
                 for channel, tasks_c in per_channel.items():
                     if len(tasks_c) == 1:
+                        began = time.time()
                         lines[channel] = merge_into(tasks_c[0], files[channel])[0]
+                        run.trace.add(TaskEvent("merge", len(parts) + len(lines) - 1,
+                                                f"{channel}: {lines[channel]} lines",
+                                                worker_name(), began, time.time(), 1, OK))
                     else:
                         lines[channel] = concatenate(
                             [p for p in parts if p.channel == channel], files[channel])
