@@ -75,6 +75,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="another checkout of this project (e.g. `git worktree add /tmp/old "
                         "v1`): its cold and warm top50 run interleaved with ours on the same "
                         "logs, outputs compared byte for byte (needs a non-editable install)")
+    p.add_argument("--long-window", action="store_true",
+                   help="instead: the long-window case (jobs.bench_long), a store built from "
+                        "the generator's model, the yearly top 10's window stage timed")
+    p.add_argument("--long-rate", type=positive_int, default=300_000,
+                   help="lines a day of the long-window lengths (default 300000)")
+    p.add_argument("--long-days", default="30,90,180,365",
+                   help="window lengths at --long-rate (default 30,90,180,365)")
+    p.add_argument("--long-rates", default="1000000,3000000",
+                   help="lines a day compared at --long-rate-days days (default 1000000,3000000)")
+    p.add_argument("--long-rate-days", type=positive_int, default=30,
+                   help="window length of the rate comparison (default 30)")
     p.set_defaults(handler=cmd_bench)
 
 
@@ -89,6 +100,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot create --data folder {args.data}: {exc.strerror}") from None
     if not os.access(args.data, os.W_OK | os.X_OK):
         raise UsageError(f"--data folder {args.data} is not writable")
+    if args.long_window:
+        return _cmd_long(args, default_workers())
     if not args.skip_duckdb and importlib.util.find_spec("duckdb") is None:
         raise UsageError("duckdb is not installed: pip install '.[bench]', or pass --skip-duckdb")
     workers = args.workers or default_workers()
@@ -104,6 +117,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     atomic_write_bytes(json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result))
+    print(f"results: {json_path}")
+    return 0
+
+
+def _cmd_long(args: argparse.Namespace, workers: int) -> int:
+    from jobs.bench_long import run_long
+    from jobs.bench_results import machine, render_long
+
+    try:
+        lengths = [int(x) for x in args.long_days.split(",")]
+        rates = [int(x) for x in args.long_rates.split(",")]
+    except ValueError:
+        raise UsageError("--long-days and --long-rates are comma-separated integers") from None
+    if not lengths or min(lengths + rates) < 1:
+        raise UsageError("--long-days and --long-rates must be positive")
+    json_path = args.json or os.path.join(args.data, "bench-long.json")
+    result = run_long(os.path.abspath(args.data), rate=args.long_rate, lengths=lengths,
+                      rates=rates, rate_days=args.long_rate_days,
+                      workers=args.workers or workers)
+    result["machine"] = machine()
+    atomic_write_bytes(json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    print(render_long(result))
     print(f"results: {json_path}")
     return 0
 

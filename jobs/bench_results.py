@@ -177,3 +177,57 @@ def render(result: dict[str, Any]) -> str:
         out.append(f"note: {result['lines_per_day']:,} lines/day is below the targets' "
                    f"{FULL_SCALE:,}: these figures do not judge the targets")
     return "\n".join(out)
+
+
+#: the long-window targets at full scale (issue 13)
+LONG_TARGET_SECONDS = 600
+LONG_TARGET_STORE_BYTES = 50e9
+
+
+def render_long(result: dict[str, Any]) -> str:
+    """The long-window table, and its extrapolation to FULL_SCALE lines a day, arithmetic shown."""
+    head = ("lines/day", "days", "rows read (scratch)", "scratch s", "first s",
+            "rows read (next)", "next day s", "peak RSS MiB", "B/row")
+    body = []
+    for c in result["cases"]:
+        body.append((f"{c['lines_per_day']:,}", str(c["days"]),
+                     f"{c['scratch']['rows_read']:,}", f"{c['scratch']['window_stage_s']:.2f}",
+                     f"{c['first']['window_stage_s']:.2f}", f"{c['next_day']['rows_read']:,}",
+                     f"{c['next_day']['window_stage_s']:.2f}",
+                     f"{max(c[k]['peak_rss_bytes'] for k in ('scratch', 'first', 'next_day')) / MIB:.0f}",
+                     f"{c['bytes_per_row']:.2f}"))
+    widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+
+    out = [f"long window (window stage only: rollups + window + merge seconds; "
+           f"{result['workers']} worker(s), {result['partitions']} partitions)",
+           line(head), line(tuple("-" * w for w in widths)), *map(line, body)]
+    year = max(result["cases"], key=lambda c: (c["days"], -c["lines_per_day"]))
+    big = max(result["cases"], key=lambda c: c["lines_per_day"])
+    rows_day = big["stored_rows_per_day"] / big["lines_per_day"] * FULL_SCALE
+    days = year["days"]
+    per_row = year["next_day"]["window_stage_s"] / max(1, year["next_day"]["rows_read"])
+    per_row_big = big["next_day"]["window_stage_s"] / max(1, big["next_day"]["rows_read"])
+    share = year["next_day"]["rows_read"] / (days * year["stored_rows_per_day"])
+    full_rows = share * days * rows_day
+    seconds = full_rows * max(per_row, per_row_big) / 1
+    rollup_share = result.get("rollup_bytes_share", 0.0)
+    store = year["bytes_per_row"] * days * rows_day * (1 + rollup_share)
+    out += ["", f"extrapolation to {FULL_SCALE:,} lines a day ({days} days):",
+            f"  stored rows a day: {big['stored_rows_per_day']:,} per {big['lines_per_day']:,} "
+            f"lines -> {rows_day / 1e6:.1f} M",
+            f"  next day reads {share:.2f} of the window's stored rows (rollups + edge days) -> "
+            f"{share:.2f} x {days} x {rows_day / 1e6:.1f} M = {full_rows / 1e9:.2f} G rows",
+            f"  at {max(per_row, per_row_big) * 1e9:.0f} ns a row (the slower of {per_row * 1e9:.0f} "
+            f"at {days} days, {per_row_big * 1e9:.0f} at {big['lines_per_day']:,} lines/day) -> "
+            f"{seconds:.0f} s (target <= {LONG_TARGET_SECONDS} s: "
+            f"{'MET' if seconds <= LONG_TARGET_SECONDS else 'NOT MET'})",
+            f"  store: {year['bytes_per_row']:.2f} B/row x {days} x {rows_day / 1e6:.1f} M x "
+            f"(1 + {rollup_share:.2f} rollups) = {store / 1e9:.1f} GB (target <= "
+            f"{LONG_TARGET_STORE_BYTES / 1e9:.0f} GB: "
+            f"{'MET' if store <= LONG_TARGET_STORE_BYTES else 'NOT MET'})",
+            "  peak RSS does not grow with the window (a task holds one key range): see the "
+            "column above (target <= 1024 MiB)"]
+    return "\n".join(out)

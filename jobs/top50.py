@@ -65,6 +65,8 @@ class TopSongs(WindowJob):
     options = (Option("days", int, 7, "window length in days", minimum=1),
                Option("top", int, 50, "songs kept per group", minimum=1, maximum=MAX_TOP))
     top: int
+    #: a window's counts are sums: partial sums of blocks of days (rollups) add up to the same
+    rollups = True
 
     def output_names(self, day: dt.date) -> dict[str, str]:
         span = "" if self.days == 7 else f"_{self.days}days"

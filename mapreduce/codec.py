@@ -4,8 +4,10 @@
   holds a raw tab, so the key is the text before the first tab; runs are sorted and merged by
   :func:`line_order` (integer keys as integers, the order a reader of the output expects).
 * Array jobs: a table (named numpy columns) is one file of raw columns behind a small JSON
-  header; columns are stored in the narrowest unsigned type that holds their values, which halves
-  what the shuffle and the store write for the usual ids and counts.
+  header (format 1, a run's scratch files); columns are stored in the narrowest unsigned type
+  that holds their values, which halves what the shuffle writes for the usual ids and counts.
+  A store's tables are format 2 (:mod:`mapreduce.tablefile`): blocks of delta-coded, zstd
+  columns, about a quarter of format 1, read as a stream.
 """
 from __future__ import annotations
 
@@ -62,34 +64,23 @@ def read_lines(path: str) -> Iterator[bytes]:
         yield from f
 
 
-def narrowest(column: np.ndarray) -> np.ndarray:
-    """The column in the smallest unsigned integer type holding all its (non-negative) values.
-
-    An empty integer column becomes uint8 too: left int64, it would make numpy promote a later
-    concatenation with uint64 columns to float64, and large ids would compare equal."""
-    if column.dtype.kind not in "iu":
-        return column
-    if column.size == 0:
-        return column.astype(np.uint8)
-    top = int(column.max())
-    if int(column.min()) < 0:
-        return column
-    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
-        if top <= np.iinfo(dtype).max:
-            return column.astype(dtype, copy=False)
-    return column
-
+from mapreduce.tablefile import narrowest  # noqa: E402  (one definition, used by callers here)
 
 _TABLE_MAGIC = b"MRTABLE1"
 
 
-def save_table(path: str, table: dict[str, np.ndarray]) -> tuple[int, int]:
+def save_table(path: str, table: dict[str, np.ndarray], *, compact: bool = False) -> tuple[int, int]:
     """Write a table; returns ``(bytes written, crc32 of them)``, the checksum a reader verifies.
 
-    Layout: magic, a 4-byte header length, a JSON header ``[[name, dtype, rows], ...]``, then each
-    column's raw bytes. Plain bytes rather than ``.npz``: no zip directory to build or parse, and
-    a reader maps columns straight out of the bytes it read.
+    ``compact`` writes the block-coded, compressed format of :mod:`mapreduce.tablefile` (what a
+    store keeps: a year of it must fit a disk); otherwise format 1, the fastest to write and
+    read, for a run's short-lived files: magic, a 4-byte header length, a JSON header
+    ``[[name, dtype, rows], ...]``, then each column's raw bytes in its narrowest type.
     """
+    if compact:
+        from mapreduce.tablefile import write_table
+
+        return write_table(path, table)
     columns = [(name, np.ascontiguousarray(narrowest(col))) for name, col in table.items()]
     header = orjson.dumps([[name, col.dtype.str, len(col)] for name, col in columns])
     head = _TABLE_MAGIC + len(header).to_bytes(4, "little") + header
@@ -109,8 +100,8 @@ class ChecksumError(Exception):
 
 
 def load_table(path: str, crc32: int | None = None) -> dict[str, np.ndarray]:
-    """Read a table (read-only columns); with ``crc32``, raise :class:`ChecksumError` unless the
-    bytes match it."""
+    """Read a table of either format (read-only columns); with ``crc32``, raise
+    :class:`ChecksumError` unless the bytes match it."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -121,6 +112,15 @@ def load_table(path: str, crc32: int | None = None) -> dict[str, np.ndarray]:
         raise ChecksumError(f"{path}: missing (deleted from disk)") from None
     if crc32 is not None and zlib.crc32(data) != crc32:
         raise ChecksumError(f"{path}: checksum mismatch (truncated or altered on disk)")
+    if data[:8] == b"MRTABLE2":
+        import io
+
+        from mapreduce.tablefile import Damaged, TableReader, read_whole
+
+        try:
+            return read_whole(TableReader(io.BytesIO(data), path, len(data)))
+        except Damaged as exc:
+            raise ChecksumError(f"{path}: unreadable table ({exc})") from exc
     try:
         if data[:8] != _TABLE_MAGIC:
             raise ValueError("not a table file")

@@ -213,7 +213,7 @@ def _reduce(job: Job | ArrayJob, task: ReduceTask, started: float) -> ReduceResu
         merged = job.combine(task.channel, tables)
         del tables
         records = codec.table_rows(merged)
-        size, crc = codec.save_table(path, merged)
+        size, crc = codec.save_table(path, merged, compact=True)  # kept: the store's format
     else:
         records = codec.write_lines(path, _reduce_records(job, task.inputs))
         size, crc = os.path.getsize(path), None

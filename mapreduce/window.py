@@ -1,13 +1,18 @@
-"""Window tasks: one partition of a windowed job's channel over the window's days, combined,
-finalized and formatted by the job; then every partition's lines merged in key order.
+"""Window tasks: one partition of a windowed job's channel over the window's tables (days, or
+rolled-up blocks of days), combined, finalized and formatted by the job one key range at a
+time; then every partition's lines merged in key order by range tasks, in parallel.
 
-    STORE/STEP/day-D-6 .. day-D, partition p ──run_window──▶ text of p's groups in key order
-                                                            + each line's key and length
-    all partitions ──merge_partitions──▶ one file in key order (a k-way merge done in chunks)
+    tables of partition p ──SortedRuns: key range by key range──▶ window_combine ─▶ finalize
+        ─▶ format ─▶ p's text, its keys and line ends (appended range after range)
+    keys of all partitions ──cut into R ranges (quantiles of one partition's keys)──▶
+        merge task r: lines of range r from every partition, a merge of sorted runs ─▶ part r
+    parts 0..R-1 ──concatenated in the kernel (copy_file_range)──▶ the channel's file
+    (a channel of one range, a small one, is merged by the parent straight into its file)
 
-A partition holding more rows than a task may is cut into slices by a second hash of the job's
-group column, each slice a task; one day's table at a time is loaded whole, and only the
-slice's rows of it are kept.
+Each stored row is read once per window, and a task holds one key range (about
+``DEFAULT_BUDGET`` rows over all tables) at a time, whatever the window's length. Partitions
+hold disjoint keys, so range r of the output is the lines of range r of each partition: the
+parent only looks up R cut keys in each partition's sorted keys (a memory map, a few pages).
 """
 from __future__ import annotations
 
@@ -18,13 +23,15 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mapreduce import codec
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
-from mapreduce.partition import mix64
+from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns
 
-_SLICE_SALT = np.uint64(0x5851F42D4C957F2D)
 MERGE_CHUNK_BYTES = 4 * 1024 * 1024  # the gather index costs 4 bytes per byte of a chunk
+#: lines a merge task takes at most (about 40 bytes of index each)
+MERGE_TASK_LINES = 4_000_000
+#: below this many lines a channel is merged by one task
+MERGE_SMALL_LINES = 200_000
 
 
 @dataclass(frozen=True)
@@ -32,10 +39,9 @@ class WindowTask:
     job: JobSpec
     channel: str
     partition: int
-    inputs: tuple[tuple[str, int], ...]     # (table path, crc32), one per day present
+    inputs: tuple[tuple[str, int], ...]     # (table path, crc32): days or rolled-up blocks
     out_prefix: str
-    slice_index: int = 0   # this task keeps the groups whose second hash is slice_index
-    slices: int = 1        # of slices
+    budget: int = DEFAULT_BUDGET
 
 
 @dataclass(frozen=True)
@@ -43,96 +49,189 @@ class WindowResult:
     channel: str
     partition: int
     text_path: str
-    index_path: str
+    keys_path: str     # uint64 key of each line, in order
+    ends_path: str     # int64 end offset of each line in the text
     lines: int
+    bytes: int
     seconds: float
 
 
 def run_window(task: WindowTask) -> WindowResult:
     job = load_job(task.job)
     started = time.perf_counter()
+    # pid in the names: a cluster's rerun of a cut-off but live task must not share its files
+    stem = f"{task.out_prefix}.{os.getpid()}"
+    paths = (f"{stem}.txt", f"{stem}.keys", f"{stem}.ends")
+    lines = written = 0
+    last_key: int | None = None
     try:
-        group = job.group_column(task.channel)
-        tables = [_slice(codec.load_table(path, crc), group, task.slice_index, task.slices)
-                  for path, crc in task.inputs]
-        combined = job.window_combine(task.channel, tables)
-        del tables
-        result = job.finalize(task.channel, combined)
-        del combined
-        keys, text = job.format(task.channel, result)
-        del result
+        with SortedRuns(list(task.inputs), job.group_column(task.channel), task.budget) as runs, \
+                open(paths[0], "wb") as text_f, open(paths[1], "wb") as keys_f, \
+                open(paths[2], "wb") as ends_f:
+            for tables in runs.chunks():
+                combined = job.window_combine(task.channel, tables)
+                del tables
+                result = job.finalize(task.channel, combined)
+                del combined
+                keys, text = job.format(task.channel, result)
+                del result
+                keys = np.asarray(keys).astype(np.uint64)
+                ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10) + 1
+                if len(ends) != len(keys):
+                    raise ValueError(f"{task.job.label}.format({task.channel!r}) returned "
+                                     f"{len(keys)} keys for {len(ends)} lines: one key per "
+                                     "line is needed")
+                if len(keys) and ((last_key is not None and int(keys[0]) < last_key)
+                                  or bool(np.any(keys[1:] < keys[:-1]))):
+                    raise ValueError(f"{task.job.label}.format({task.channel!r}) returned lines "
+                                     "out of key order")
+                if len(keys):
+                    last_key = int(keys[-1])
+                text_f.write(text)
+                keys_f.write(keys.tobytes())
+                ends_f.write((ends.astype(np.int64) + written).tobytes())
+                lines += len(keys)
+                written += len(text)
     finally:
         release_free_memory()
-    ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 10) + 1
-    lengths = np.diff(ends, prepend=0)
-    if len(lengths) != len(keys):
-        raise ValueError(f"{task.job.label}.format({task.channel!r}) returned {len(keys)} keys "
-                         f"for {len(lengths)} lines: one key per line is needed")
-    # pid in the names: a cluster's rerun of a cut-off but live task must not share its files
-    text_path = f"{task.out_prefix}.{os.getpid()}.txt"
-    index_path = f"{task.out_prefix}.{os.getpid()}.idx.tbl"
-    with open(text_path, "wb") as f:
-        f.write(text)
-    codec.save_table(index_path, {"key": keys, "length": lengths})
-    return WindowResult(task.channel, task.partition, text_path, index_path, len(keys),
+    return WindowResult(task.channel, task.partition, *paths, lines, written,
                         time.perf_counter() - started)
 
 
-def _slice(table: dict[str, np.ndarray], group: str, index: int,
-           slices: int) -> dict[str, np.ndarray]:
-    """The rows whose group falls in one slice; a second hash, independent of the partition's."""
-    if slices == 1:
-        return table
-    keep = (mix64(table[group].astype(np.uint64) ^ _SLICE_SALT) % np.uint64(slices)) == index
-    return {name: col[keep] for name, col in table.items()}
+# -- the merge ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MergePiece:
+    """Lines ``lo`` to ``hi`` (excluded) of one partition's result."""
+
+    text_path: str
+    keys_path: str
+    ends_path: str
+    lo: int
+    hi: int
 
 
-def merge_partitions(results: list[WindowResult], out: BinaryIO) -> int:
-    """Write every partition's lines to ``out`` ordered by key; returns the number of lines.
+@dataclass(frozen=True)
+class MergeTask:
+    channel: str
+    index: int
+    pieces: tuple[MergePiece, ...]
+    out_path: str
 
-    Each partition's lines are already in key order, so any run of the global order takes a
-    contiguous range of lines from each partition: a chunk reads those ranges and gathers its
-    lines with one vectorised index, never a Python call per line.
-    """
-    indexes = [codec.load_table(r.index_path) for r in results]
-    if not sum(len(ix["key"]) for ix in indexes):
-        return 0
-    # this runs in the parent over every group of the window (millions of users): columns
-    # stay as narrow as they can, and a key is in one partition only, so no stable sort
-    order = np.argsort(np.concatenate([ix["key"].astype(np.uint64) for ix in indexes]))
-    lengths = np.concatenate([ix["length"].astype(np.int32) for ix in indexes])
-    source = np.concatenate([np.full(len(ix["key"]), i, dtype=np.uint32)
-                             for i, ix in enumerate(indexes)])
-    file_start = np.concatenate([np.cumsum(ix["length"], dtype=np.int64) - ix["length"]
-                                 for ix in indexes])
-    del indexes
-    out_end = np.cumsum(lengths[order], dtype=np.int64)
-    _allow_open_files(len(results) + 64)
-    files = [open(r.text_path, "rb") for r in results]
+
+@dataclass(frozen=True)
+class MergeResult:
+    channel: str
+    index: int
+    path: str
+    lines: int
+    bytes: int
+
+
+def merge_tasks(results: list[WindowResult], channel: str, workers: int,
+                scratch: str) -> list[MergeTask]:
+    """The channel's lines cut into key ranges, one merge task each (ranges in key order)."""
+    results = [r for r in results if r.lines]
+    total = sum(r.lines for r in results)
+    ranges = 1
+    if total > MERGE_SMALL_LINES:
+        ranges = max(workers, -(-total // MERGE_TASK_LINES))
+        ranges = -(-ranges // workers) * workers  # whole rounds of the workers
+    keys = [np.memmap(r.keys_path, dtype=np.uint64, mode="r") if r.lines else None
+            for r in results]
+    cuts: list[int] = []
+    if ranges > 1:
+        # partitions are hash-spread samples of one key space: one's quantiles cut all evenly
+        sample = keys[max(range(len(results)), key=lambda i: results[i].lines)]
+        picks = sample[(np.arange(1, ranges) * len(sample)) // ranges]
+        cuts = sorted({int(k) for k in picks if int(k) > int(sample[0])})
+    bounds = [[0, *(int(np.searchsorted(k, np.uint64(c), side="left")) for c in cuts), len(k)]
+              for k in keys]
+    del keys
+    tasks = []
+    for i in range(len(cuts) + 1):
+        pieces = tuple(MergePiece(r.text_path, r.keys_path, r.ends_path, b[i], b[i + 1])
+                       for r, b in zip(results, bounds) if b[i + 1] > b[i])
+        tasks.append(MergeTask(channel, i, pieces,
+                               os.path.join(scratch, f"merge-{channel}-{i:05d}")))
+    return tasks
+
+
+def run_merge(task: MergeTask) -> MergeResult:
+    """Write the task's lines in key order to a part file of its own."""
+    path = f"{task.out_path}.{os.getpid()}.txt"
+    try:
+        with open(path, "wb") as out:
+            lines, size = merge_into(task, out)
+        return MergeResult(task.channel, task.index, path, lines, size)
+    finally:
+        release_free_memory()
+
+
+def merge_into(task: MergeTask, out: BinaryIO) -> tuple[int, int]:
+    """Write the task's lines in key order to ``out``; returns (lines, bytes). Each piece is a
+    sorted run: a stable sort of their concatenation is a merge of runs (timsort finds them)."""
+    keys, lengths, starts, source = [], [], [], []
+    for i, piece in enumerate(task.pieces):
+        keys.append(np.fromfile(piece.keys_path, dtype=np.uint64, count=piece.hi - piece.lo,
+                                offset=8 * piece.lo))
+        ends = np.fromfile(piece.ends_path, dtype=np.int64, count=piece.hi - piece.lo + 1,
+                           offset=8 * (piece.lo - 1)) if piece.lo else np.concatenate(
+            [np.zeros(1, np.int64), np.fromfile(piece.ends_path, dtype=np.int64,
+                                                count=piece.hi)])
+        lengths.append(np.diff(ends).astype(np.int32))
+        starts.append(ends[:-1])
+        source.append(np.full(piece.hi - piece.lo, i, dtype=np.uint32))
+    lines = sum(len(k) for k in keys)
+    if not lines:
+        return 0, 0
+    order = np.argsort(np.concatenate(keys), kind="stable")
+    del keys
+    length = np.concatenate(lengths)
+    start = np.concatenate(starts)
+    src = np.concatenate(source)
+    out_end = np.cumsum(length[order], dtype=np.int64)
+    files = [open(p.text_path, "rb") for p in task.pieces]
     try:
         lo = 0
         while lo < len(order):
             budget = (out_end[lo - 1] if lo else 0) + MERGE_CHUNK_BYTES
             hi = max(lo + 1, int(np.searchsorted(out_end, budget, side="right")))
-            out.write(_gather(order[lo:hi], source, file_start, lengths, files))
+            out.write(_gather(order[lo:hi], src, start, length, files))
             lo = hi
     finally:
         for f in files:
             f.close()
-    return len(order)
+    return lines, int(out_end[-1])
 
 
-def _allow_open_files(count: int) -> None:
-    """A long window cut into many slices has one text file each, all read at once: lift the
-    soft limit on open files (often 1024) up to the hard one when that is needed."""
-    try:
-        import resource
-    except ImportError:  # not POSIX
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < count:
-        target = count if hard == resource.RLIM_INFINITY else min(count, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+def concatenate(parts: list[MergeResult], out: BinaryIO) -> int:
+    """Append the parts to ``out`` in order (in the kernel where it can); returns the lines."""
+    out.flush()
+    for part in sorted(parts, key=lambda p: p.index):
+        with open(part.path, "rb") as f:
+            left = part.bytes
+            copy = getattr(os, "copy_file_range", None)
+            while left and copy is not None:
+                try:
+                    n = copy(f.fileno(), out.fileno(), left)
+                except OSError:  # another filesystem, or not supported: copy through memory
+                    break
+                if n == 0:
+                    break
+                left -= n
+            if left:
+                f.seek(part.bytes - left)
+                out.seek(0, os.SEEK_END)
+                while left:
+                    data = f.read(min(left, 1 << 24))
+                    if not data:
+                        raise OSError(f"{part.path}: shorter than its {part.bytes} bytes")
+                    out.write(data)
+                    left -= len(data)
+                out.flush()
+    out.seek(0, os.SEEK_END)  # the buffered file's position after the kernel's writes
+    return sum(p.lines for p in parts)
 
 
 def _gather(rows: np.ndarray, source: np.ndarray, file_start: np.ndarray, lengths: np.ndarray,

@@ -3,8 +3,10 @@
     INPUTS/listen-YYYYMMDD.log ──per-input step (map, combine, partition, reduce)──▶
         STORE/STEP/day-YYYYMMDD/       once per input; reused while the input is unchanged
     STORE/STEP/day-(D-N+1) .. day-D ──window tasks, one per (channel, partition)──▶
-        window_combine ─▶ finalize ─▶ format: lines of one partition, in key order
-    ──merge in key order──▶ OUT/<one file per output channel>, OUT/<summary>.json
+        (or rollups of aligned blocks of days and the days at the edges: mapreduce.rollup)
+        window_combine ─▶ finalize ─▶ format, one key range at a time: lines of one
+        partition, in key order (mapreduce.window)
+    ──merge tasks, one per key range──▶ OUT/<one file per output channel>, OUT/<summary>.json
 
 A job declares, and the framework plans, runs, checks and commits:
 
@@ -23,33 +25,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
 
-from mapreduce.codec import ChecksumError
 from mapreduce.errors import JobError
 from mapreduce.executors import Backend
-from mapreduce.fsutil import atomic_writers, make_temp_dir, remove_stale_temps
+from mapreduce.fsutil import atomic_writers, remove_stale_temps
 from mapreduce.inputs import DatedInputs, check_folders, delivery_in_progress, window_days
 from mapreduce.job import ArrayJob, JobSpec, Option, class_ref
 from mapreduce.report import MemorySampler, StageClock
-from mapreduce.runner import run_stage
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, Store
-from mapreduce.trace import OK, TaskEvent, Trace, worker_name
-from mapreduce.window import WindowTask, merge_partitions, run_window
+from mapreduce.trace import Trace
+from mapreduce.sortedruns import DEFAULT_BUDGET
+from mapreduce.windowstage import write_window
 
 log = logging.getLogger(__name__)
 
-#: rows a window task combines at most (about 250 MB of working memory at this size)
-MAX_WINDOW_ROWS = 3_000_000
+#: rows (of all the window's tables) a window task combines at a time: one key range of its
+#: partition (about 200 MB of working memory at this size)
+MAX_WINDOW_ROWS = DEFAULT_BUDGET
 #: missing days named in a warning at most; the summary lists them all
 MAX_DAYS_NAMED = 10
 
@@ -113,13 +113,23 @@ class WindowJob(ArrayJob):
         return window_days(end, self.days)
 
     # -- the window step ----------------------------------------------------------------------
+    #: ``window_combine`` of partial ``window_combine`` results equals ``window_combine`` of
+    #: all the days (a sum, a union, a min, a max; not a median): partial results of aligned
+    #: blocks of days (``rollup_levels`` days each) may then be kept in the store and reused by
+    #: every later window over them (see :mod:`mapreduce.rollup`). ``window_combine`` must then
+    #: depend on nothing but the tables (no option of the window job).
+    rollups: ClassVar[bool] = False
+    rollup_levels: ClassVar[tuple[int, ...]] = (8, 64)
+
     def group_column(self, channel: str) -> str:
-        """The column a window task's slices are cut by (rows of one group stay together)."""
+        """The column a window task cuts its key ranges by (rows of one group stay together).
+        The per-input step's tables are best sorted by it (``sum_by_key`` and
+        ``distinct_by_key`` are), so that they are streamed; an unsorted table is read whole."""
         return "group"
 
     def window_combine(self, channel: str, tables: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Fold one partition's tables of every day of the window; the per-input ``combine`` by
-        default (a sum stays a sum)."""
+        """Fold the tables of one key range of one partition (of each day of the window, or of
+        rollups); the per-input ``combine`` by default (a sum stays a sum)."""
         step = self.per_input() if self.per_input else self
         return step.combine(channel, tables)
 
@@ -129,7 +139,8 @@ class WindowJob(ArrayJob):
 
     def format(self, channel: str, table: dict[str, np.ndarray]) -> tuple[np.ndarray, bytes]:
         """``(keys, text)``: one line per group in key order, and each line's unsigned key (the
-        order in which the partitions' lines are merged)."""
+        order in which the partitions' lines are merged). Called once per key range, in
+        increasing key order."""
         raise NotImplementedError
 
 
@@ -198,8 +209,9 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
             for d in present:
                 days_cached.ensure(d)
         with atomic_writers(paths) as (*channel_files, summary_file):
-            lines = _write_window(spec, channels, days_cached, present, run,
-                                  dict(zip(channels, channel_files)), names["summary"], clock)
+            lines = write_window(job, spec, channels, days_cached, present, run,
+                                 dict(zip(channels, channel_files)), names["summary"], clock,
+                                 MAX_WINDOW_ROWS)
             summary = {
                 "job": job_ref, "params": job.params(),
                 "window": {"first": f"{days[0]:%Y-%m-%d}", "last": f"{end:%Y-%m-%d}",
@@ -305,76 +317,3 @@ class _DayResults:
     def redo(self, day: dt.date) -> None:
         self.store.discard(day)
         self.ensure(day)
-
-
-def _write_window(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
-                  present: list[dt.date], run: WindowRun, files: dict[str, BinaryIO],
-                  scratch_name: str, clock: StageClock) -> dict[str, int]:
-    """Run the window tasks and merge each channel into ``files[channel]``; returns lines per
-    channel."""
-    # A stage stops at its first failed task, so each attempt finds at most one damaged day:
-    # one attempt more than there are days lets every day be reduced again once, never twice.
-    recomputed: set[dt.date] = set()
-    for _attempt in range(len(present) + 1):
-        scratch = make_temp_dir(run.out, scratch_name)
-        try:
-            tasks = _window_tasks(spec, channels, days, present, scratch)
-            try:
-                with clock.stage("window"):
-                    results = run_stage(run.backend, "window", tasks, run_window,
-                                        where=lambda t: f"{t.channel} partition {t.partition}",
-                                        unit="partition", quiet=run.quiet, trace=run.trace)
-            except JobError as exc:
-                bad = _corrupt_day(exc, days.store, present)
-                if bad is None or bad in recomputed:
-                    exc.job, exc.step = exc.job or spec.label, exc.step or "window"
-                    raise
-                recomputed.add(bad)
-                log.warning("store table of %s is damaged (%s); reducing that day again",
-                            f"{bad:%Y-%m-%d}", exc.__cause__)
-                days.redo(bad)
-                continue
-            lines = {}
-            with clock.stage("merge"):
-                for i, channel in enumerate(channels):
-                    began = time.time()
-                    lines[channel] = merge_partitions(
-                        [r for r in results if r.channel == channel], files[channel])
-                    run.trace.add(TaskEvent("merge", i, f"{channel}: {lines[channel]} lines",
-                                            worker_name(), began, time.time(), 1, OK))
-            return lines
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    raise AssertionError("unreachable")
-
-
-def _window_tasks(spec: JobSpec, channels: tuple[str, ...], days: _DayResults,
-                  present: list[dt.date], scratch: str) -> list[WindowTask]:
-    """One task per (channel, partition), or several when a partition holds more rows than a
-    task may (days much larger than the store was sized for, or a long window): each then
-    keeps the groups of one slice of a second hash, so memory stays bounded."""
-    tasks = []
-    store = days.store
-    for channel in channels:
-        per_day = [store.tables(d, days.manifests[d], channel) for d in present]
-        for p in range(store.partitions):
-            found = [t[p] for t in per_day if p in t]
-            if not found:
-                continue
-            inputs = tuple((path, crc) for path, crc, _ in found)
-            slices = max(1, math.ceil(sum(rows for *_, rows in found) / MAX_WINDOW_ROWS))
-            for s in range(slices):
-                tasks.append(WindowTask(spec, channel, p, inputs,
-                                        os.path.join(scratch, f"{channel}-{p:05d}-{s:03d}"),
-                                        slice_index=s, slices=slices))
-    return tasks
-
-
-def _corrupt_day(exc: JobError, store: Store, present: list[dt.date]) -> dt.date | None:
-    cause = exc.__cause__
-    if not isinstance(cause, ChecksumError):
-        return None
-    for day in present:
-        if store.day_dir(day) in str(cause):
-            return day
-    return None

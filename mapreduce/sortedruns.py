@@ -1,0 +1,184 @@
+"""Several stored tables sorted by one key column, read together one key range at a time:
+each row is read once, and what is held at a time is bounded by the range, not the tables.
+
+    day 1  [ 3 3 5 | 8 9 12 | 12 14 ]      blocks of a compact table (first keys in its footer)
+    day 2  [ 1 4 4 | 6 6 7  | 13 ]
+              └── chunk (-, 6) ──┘└── chunk [6, 12) ──┘└── chunk [12, -) ──┘
+
+The cut keys are planned from the footers alone (each block's first key and rows), so that a
+chunk holds about ``budget`` rows over all tables; all rows of one key fall in one chunk
+(a group is never split). A table is read block by block in file order, each block once and
+verified before use; the whole file's crc32 is checked once it is read to its end. A table that
+cannot be streamed (format 1, or not sorted by the key) is read whole and sorted: exact, but
+its memory is the table's.
+"""
+from __future__ import annotations
+
+import os
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from mapreduce import codec
+from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader
+
+#: rows of all tables in one chunk, about (a chunk's combine holds a few times this in bytes)
+DEFAULT_BUDGET = 2_000_000
+
+
+class _Run:
+    """One table: its unread blocks and the rows read but not yet handed out."""
+
+    def __init__(self, path: str, crc32: int | None, key: str) -> None:
+        self.path, self.crc32, self.key = path, crc32, key
+        self.file: BinaryIO | None = None
+        self.reader: TableReader | None = None
+        self.pending: list[dict[str, np.ndarray]] = []
+        try:
+            self._open()
+        except FileNotFoundError:
+            raise codec.ChecksumError(f"{path}: missing (deleted from disk)") from None
+        except Damaged as exc:
+            raise _damage(path, exc) from None
+
+    def _open(self) -> None:
+        f = open(self.path, "rb")
+        if f.read(8) != b"MRTABLE2":
+            f.close()
+        else:
+            self.file = f
+            try:
+                reader = TableReader(f, self.path, os.fstat(f.fileno()).st_size)
+            except BaseException:
+                self.close()
+                raise
+            if (reader.sorted and reader.names[:1] == [self.key]
+                    and reader.dtypes[self.key].kind == "u"):
+                self.reader = reader
+                return
+            self.file.close()
+            self.file = None
+        table = codec.load_table(self.path, self.crc32)  # verified whole
+        if self.key not in table:
+            raise ValueError(f"{self.path}: no column {self.key!r} to read by")
+        keys = table[self.key]
+        if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+            table = {n: c[order] for n, c in table.items()}
+        self.pending = [table]
+
+    def marks(self) -> list[tuple[int, int]]:
+        """(first key, rows) of each piece this run will hand out, for planning the cuts."""
+        if self.reader is not None:
+            return [(int(b.first), b.rows) for b in self.reader.blocks if b.rows]
+        out = []
+        for table in self.pending:
+            keys = table[self.key]
+            for at in range(0, len(keys), BLOCK_ROWS):
+                out.append((int(keys[at]), min(BLOCK_ROWS, len(keys) - at)))
+        return out
+
+    def take(self, below: int | None) -> dict[str, np.ndarray] | None:
+        """The rows whose key is below ``below`` (all that are left when None)."""
+        reader = self.reader
+        if reader is not None:
+            try:
+                while reader.next_block < len(reader.blocks) and (
+                        below is None or reader.blocks[reader.next_block].first < below):
+                    self.pending.append(reader.read_block())
+                if below is None:
+                    reader.verify(self.crc32)
+            except Damaged as exc:
+                raise _damage(self.path, exc) from None
+        if not self.pending:
+            return None
+        table = (self.pending[0] if len(self.pending) == 1 else
+                 {n: np.concatenate([p[n] for p in self.pending]) for n in self.pending[0]})
+        keys = table[self.key]
+        cut = len(keys) if below is None else int(np.searchsorted(
+            keys, np.array(below, dtype=np.uint64), side="left"))
+        rest = {n: c[cut:] for n, c in table.items()}
+        self.pending = [rest] if len(rest[self.key]) else []
+        if cut == 0:
+            return None
+        return {n: c[:cut] for n, c in table.items()}
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _damage(path: str, exc: Damaged) -> codec.ChecksumError:
+    what = str(exc)
+    if "checksum mismatch" not in what:
+        what = f"checksum mismatch (truncated or altered on disk: {what})"
+    return codec.ChecksumError(f"{path}: {what}")
+
+
+def plan_cuts(marks: list[tuple[int, int]], budget: int) -> list[int]:
+    """Increasing keys that cut the rows of all ``marks`` into chunks of about ``budget``."""
+    if not marks:
+        return []
+    keys = np.array([k for k, _ in marks], dtype=np.uint64)
+    rows = np.array([n for _, n in marks], dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, rows = keys[order], rows[order]
+    before = np.cumsum(rows) - rows           # rows of the pieces that start before each
+    cuts: list[int] = []
+    last_at = 0
+    for i in range(1, len(keys)):
+        if before[i] - last_at >= budget and (not cuts or int(keys[i]) > cuts[-1]) \
+                and int(keys[i]) > int(keys[0]):
+            cuts.append(int(keys[i]))
+            last_at = int(before[i])
+    return cuts
+
+
+class SortedRuns:
+    """The tables ``inputs`` ((path, crc32) each) read together by ``key`` ranges."""
+
+    def __init__(self, inputs: list[tuple[str, int | None]], key: str,
+                 budget: int = DEFAULT_BUDGET) -> None:
+        self.key, self.budget = key, budget
+        self.runs: list[_Run] = []
+        _allow_open_files(len(inputs) + 64)
+        try:
+            for path, crc in inputs:
+                self.runs.append(_Run(path, crc, key))
+        except BaseException:
+            self.close()
+            raise
+
+    def chunks(self) -> Iterator[list[dict[str, np.ndarray]]]:
+        """Each chunk: every table's rows of one key range (tables with none left out), in key
+        order; the last chunk reads every table to its end and verifies it."""
+        cuts = plan_cuts([m for run in self.runs for m in run.marks()], self.budget)
+        for below in [*cuts, None]:
+            tables = [t for run in self.runs for t in [run.take(below)] if t is not None]
+            if tables:
+                yield tables
+
+    def close(self) -> None:
+        for run in self.runs:
+            run.close()
+
+    def __enter__(self) -> "SortedRuns":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _allow_open_files(count: int) -> None:
+    """A long window holds one open file per day: lift the soft limit on open files (often
+    1024) up to the hard one when that is needed."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        target = count if hard == resource.RLIM_INFINITY else min(count, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
