@@ -193,7 +193,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
             log.warning(job.inputs.ignored_message(os.path.join(logs, name)))
     if not found and not scan.refused:
         raise JobError(f"no {job.inputs.describe()} file in {logs}")
-    end = date or max(found, default=None) or max(scan.refused)
+    end = date or max({*found, *scan.refused})
     days = job.window(end)
     for day, why in scan.refused.items():
         if day in days:
