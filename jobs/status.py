@@ -236,4 +236,32 @@ def render(r: dict[str, Any]) -> str:
         if o["report"]:
             note = (note + "  " if note else "") + f"report file://{o['report']}"
         lines.append(f"{o['date']:<11} {o['files']:<8} {note}".rstrip())
-    return "\n".join(lines)
+    return "\n".join(_collapse(lines))
+
+
+def _collapse(lines: list[str]) -> list[str]:
+    """Runs of rows that say the same thing with no note (a year of dates whose outputs
+    retention removed) as one row: ``FIRST .. LAST  state (N)``."""
+    out: list[str] = []
+    run: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if len(run) > 2:
+            out.append(f"{run[0][0]} .. {run[-1][0]}  {run[0][1].strip()} ({len(run)})")
+        else:
+            out.extend(f"{day} {rest}" for day, rest in run)
+        run.clear()
+
+    for line in lines:
+        day, _, rest = line.partition(" ")
+        plain = len(day) == 10 and day[4] == "-" and len(rest.split()) <= 3 and "  " not in rest.strip()
+        if plain and run and " ".join(rest.split()) == " ".join(run[0][1].split()):
+            run.append((day, rest))
+            continue
+        flush()
+        if plain:
+            run.append((day, rest))
+        else:
+            out.append(line)
+    flush()
+    return out

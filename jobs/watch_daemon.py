@@ -417,7 +417,7 @@ class Daemon:
         if not self.cfg.metrics_file:
             return
         try:
-            write_metrics(self.cfg.metrics_file, self.cfg.job.name or "top", summary=summary,
+            write_metrics(self.cfg.metrics_file, "watch", summary=summary,
                           store=self.store.root, out=self.cfg.out, extra={
                               "watch_dates_to_retry": ("Failed dates the daemon will retry",
                                                        len(self.retry_at)),

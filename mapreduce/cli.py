@@ -201,7 +201,8 @@ def run_window_command(job: Any, ref: str, args: argparse.Namespace) -> int:
                 raise JobError(str(exc)) from None
     finally:
         if metrics and os.path.isdir(store):  # a bad command line (no store yet) writes none
-            write_metrics(metrics, job.name or type(job).__name__.lower(), summary=summary,
+            # labelled by the command (top50, top, run), what an operator's alert names
+            write_metrics(metrics, getattr(args, "command", None) or job.name, summary=summary,
                           store=store, out=args.out)
     print(f"window {summary['window']['first']} .. {summary['window']['last']}: "
           f"{len(summary['days_used'])} day(s), {summary['input_lines_read']} lines read, "
