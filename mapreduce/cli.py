@@ -316,19 +316,22 @@ def octal_mask(text: str) -> int:
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options every command has (a command may have declared some itself, as watch does)."""
-    have = {s for action in p._actions for s in action.option_strings}
     g = p.add_argument_group("logging and files")
-    if "--log-level" not in have:
-        g.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                       default=None, help="lowest level logged (default info; warning with "
-                                          "--quiet; debug with -v)")
-    if "--log-file" not in have:
-        g.add_argument("--log-file", default=None, help="also log to this file")
-    if "--umask" not in have:
-        g.add_argument("--umask", type=octal_mask, default=None, metavar="OCTAL",
-                       help="mode mask of every file and folder written (default: the current "
-                            "umask, plus no read access for group or others where the --logs "
-                            "folder gives them none)")
+    options: list[tuple[str, dict[str, Any]]] = [
+        ("--log-level", dict(choices=("debug", "info", "warning", "error"), default=None,
+                             help="lowest level logged (default info; warning with --quiet; "
+                                  "debug with -v)")),
+        ("--log-file", dict(default=None, help="also log to this file")),
+        ("--umask", dict(type=octal_mask, default=None, metavar="OCTAL",
+                         help="mode mask of every file and folder written (default: the "
+                              "current umask, plus no read access for group or others where "
+                              "the --logs folder gives them none)")),
+    ]
+    for flag, kw in options:
+        try:
+            g.add_argument(flag, **kw)
+        except argparse.ArgumentError:
+            pass  # the command declares it itself
 
 
 def apply_umask(args: argparse.Namespace) -> None:

@@ -115,7 +115,7 @@ def folder_bytes(path: str) -> int:
 
 def estimate_bytes(logs_to_reduce: Iterable[str], job: Any, out: str) -> tuple[int, int]:
     """What a run will write (see the module's docstring): (to the store, to the outputs)."""
-    logs = list(logs_to_reduce)
+    logs = [p for p in logs_to_reduce if os.path.isfile(p)]  # the run reports the others
     sizes = [uncompressed_size(p) for p in logs]
     scratch = max((s for p, s in zip(logs, sizes) if suffix_of(p)), default=0)
     dates = output_dates(job, out)
