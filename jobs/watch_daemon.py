@@ -158,7 +158,10 @@ class Daemon:
         finally:
             observer.stop()
             observer.join(timeout=10)
-            for folder in (self.cfg.out, self.store.root):
+            # the step's folder too: a run cancelled between making a scratch folder there and
+            # entering its cleanup (a signal can land between any two bytecodes) leaves it
+            for folder in (self.cfg.out, self.store.root,
+                           os.path.join(self.store.root, self.store.step)):
                 remove_own_temps(folder)
         return 0
 
