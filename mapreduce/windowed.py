@@ -198,7 +198,8 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     for day, why in scan.refused.items():
         if day in days:
             raise JobError(why)
-        log.warning("%s (not in this window)", why)
+        # "ignoring ...": the daemon's once-filter keeps it to one line, not one per run
+        log.warning("ignoring the log of %s (not in this window): %s", f"{day:%Y-%m-%d}", why)
     present = [d for d in days if d in found]
     missing = [d for d in days if d not in found]
     if not present:

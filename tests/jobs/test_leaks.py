@@ -78,8 +78,8 @@ def test_a_log_linked_outside_the_folder_is_refused_and_nothing_of_it_is_written
 def test_the_daemon_refuses_a_linked_log_and_computes_the_rest(tmp_path, daemons):
     plant(tmp_path)
     w = daemons(tmp_path)
-    wait_until(lambda: len(w.runs()) >= 6, "six runs", daemon=w)
-    w.wait_idle(len(w.events("idle")) + 1)
+    wait_until(lambda: len(w.runs()) >= 6 and w.events()[-1].get("event") == "idle",
+               "six runs, then idle", daemon=w)
     unreadable = w.events("unreadable")
     assert unreadable and "outside the logs folder" in unreadable[0]["reason"]
     # every date but the link's own: the windows of the six earlier dates do not hold it
