@@ -16,9 +16,12 @@ writes what an uninterrupted run would have written. SIGTERM/SIGINT: exit 0. See
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
-from mapreduce.cli import add_run_options, backend_from_args, build_job
+from mapreduce.cli import (add_ops_options, add_run_options, backend_from_args, build_job,
+                           log_level, ops_from_args)
+from mapreduce.metrics import check_path
 from mapreduce.errors import UsageError
 from mapreduce.inputs import check_folders, parse_date
 from mapreduce.job import class_ref
@@ -66,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="text lines (default) or JSON lines")
     add_run_options(p, reducers_help="partitions of a new store (default 64)")
+    add_ops_options(p)
     p.set_defaults(handler=cmd_watch)
 
 
@@ -85,8 +89,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         folder = os.path.dirname(os.path.abspath(args.log_file))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             raise UsageError(f"--log-file: folder {folder} does not exist or is not writable")
-    setup_logging(args.log_format, args.log_file, getattr(args, "verbose", False))
-    cfg = WatchConfig(logs=args.logs, out=args.out,
+    metrics = check_path(args.metrics_file)
+    # the daemon's events are its product: --quiet only turns off progress bars here
+    level = (log_level(args) if args.log_level or args.verbose else logging.INFO)
+    setup_logging(args.log_format, args.log_file, level)
+    cfg = WatchConfig(logs=args.logs, out=args.out, ops=ops_from_args(args), metrics_file=metrics,
                       store=store, job=job, job_ref=class_ref(TopSongs),
                       quiet_period=args.quiet_period, retry_seconds=args.retry_seconds,
                       since=since, no_wait=args.no_wait, polling=args.polling,

@@ -24,7 +24,7 @@ import queue
 import shutil
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mapreduce.errors import JobError, UsageError
@@ -33,7 +33,8 @@ from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
 from mapreduce.inputs import delivery_in_progress
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, LockBusy, Store
-from mapreduce.windowed import WindowJob, run_window_job
+from mapreduce.metrics import write_metrics
+from mapreduce.windowed import Ops, WindowJob, run_window_job
 from jobs.watch_events import Arrivals, Change, start_observer
 from jobs.watch_plan import Planner, Stale
 
@@ -65,6 +66,8 @@ class WatchConfig:
     polling: bool = False
     partitions: int = DEFAULT_PARTITIONS
     split_size: int = DEFAULT_SPLIT_SIZE
+    ops: Ops = field(default_factory=Ops)
+    metrics_file: str | None = None
 
 
 def _fields(**kw: Any) -> dict[str, Any]:
@@ -110,7 +113,8 @@ class Daemon:
             signal.signal(sig, self._on_signal)
         self.cfg, self.backend = cfg, backend
         self.store = Store(cfg.store, cfg.partitions, step=cfg.job.steps()[0].name)
-        self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since)
+        self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since,
+                               cfg.ops.retention.keep_outputs)
         self.changes: queue.Queue[Change] = queue.Queue()
         self.retry_at: dict[dt.date, float] = {}     # failed dates wait until then
         self.next_retry: float | None = None         # when to look again at failures
@@ -154,7 +158,10 @@ class Daemon:
         finally:
             observer.stop()
             observer.join(timeout=10)
-            for folder in (self.cfg.out, self.store.root):
+            # the step's folder too: a run cancelled between making a scratch folder there and
+            # entering its cleanup (a signal can land between any two bytecodes) leaves it
+            for folder in (self.cfg.out, self.store.root,
+                           os.path.join(self.store.root, self.store.step)):
                 remove_own_temps(folder)
         return 0
 
@@ -170,8 +177,16 @@ class Daemon:
             log.info("%s; each run waits for it", str(exc).split(";")[0],
                      extra=_fields(event="lock_wait"))
 
+    def _survey(self) -> tuple[dict[dt.date, str], list[str], dict[dt.date, tuple[str, str]]]:
+        """Logs by day, other names, and refused days (day -> (path, why)): a day given twice
+        or a log resolving outside the folder waits, reported, like an unreadable log."""
+        scan = self.cfg.job.inputs.survey(self.cfg.logs, allow_links=self.cfg.ops.allow_links)
+        refused = {d: (os.path.join(self.cfg.logs, self.cfg.job.inputs.name_of(d)), why)
+                   for d, why in scan.refused.items()}
+        return scan.found, scan.others, refused
+
     def _scan_existing(self) -> None:
-        logs, others = self.cfg.job.inputs.scan(self.cfg.logs)
+        logs, others, _ = self._survey()
         for name in others:
             self._ignore(name)
         for path in logs.values():
@@ -291,7 +306,7 @@ class Daemon:
     # -- planning and running --------------------------------------------------------------
     def _plan(self) -> list[Stale]:
         try:
-            logs, others = self.cfg.job.inputs.scan(self.cfg.logs)
+            logs, others, refused = self._survey()
         except OSError as exc:
             self._retry_later(f"cannot list {self.cfg.logs}: {exc.strerror or exc}")
             return []
@@ -306,8 +321,8 @@ class Daemon:
                          extra=_fields(event="pending", log=name, how="scan"))
         blocked = {d for d in map(self.cfg.job.inputs.date_of, self.arrivals.pending)
                    if d is not None}
-        stale, self.deferred = self.planner.plan(logs, blocked)
-        present = set(logs.values())
+        stale, self.deferred = self.planner.plan(logs, blocked, refused)
+        present = set(logs.values()) | {path for path, _ in refused.values()}
         for path in [p for p in self.planner.unreadable if p not in present]:
             del self.planner.unreadable[path]
         self._report_unreadable()
@@ -352,6 +367,7 @@ class Daemon:
             log.exception("run of %s failed unexpectedly", item.date)
             return self._failed(item.date, f"{type(exc).__name__}: {exc}")
         self.retry_at.pop(item.date, None)
+        self._metrics(summary)
         fresh = [info for info in summary["days"].values() if not info["cached"]]
         files = [os.path.basename(p) for p in summary["files"].values()]
         day = f"{item.date:%Y-%m-%d}"
@@ -379,7 +395,7 @@ class Daemon:
                                           self.backend, date=day, store=self.store.root,
                                           quiet=True, wait=False, partitions=self.cfg.partitions,
                                           split_size=self.cfg.split_size, job_ref=self.cfg.job_ref,
-                                          html_report=os.path.join(
+                                          ops=self.cfg.ops, html_report=os.path.join(
                                               self.cfg.out, self.cfg.job.report_name(day)))
                 except LockBusy as exc:
                     # polled, not a blocking flock: a signal must be able to stop the wait
@@ -397,3 +413,18 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             log.warning("could not restart the workers: %s", exc)
         self._retry_later(f"run of {day:%Y-%m-%d} failed: {message}", day)
+        self._metrics(None)
+
+    def _metrics(self, summary: dict[str, Any] | None) -> None:
+        """The metrics file after each run, with the daemon's own gauges."""
+        if not self.cfg.metrics_file:
+            return
+        try:
+            write_metrics(self.cfg.metrics_file, "watch", summary=summary,
+                          store=self.store.root, out=self.cfg.out, extra={
+                              "watch_dates_to_retry": ("Failed dates the daemon will retry",
+                                                       len(self.retry_at)),
+                              "watch_dates_deferred": ("Dates waiting for a log to be complete "
+                                                       "or readable", len(self.deferred))})
+        except OSError as exc:  # monitoring must not stop the daemon; said once per failure
+            log.warning("cannot write %s: %s", self.cfg.metrics_file, exc.strerror or exc)

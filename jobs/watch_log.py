@@ -54,7 +54,7 @@ class OnceFilter(logging.Filter):
         return True
 
 
-def setup_logging(fmt: str, log_file: str | None, verbose: bool = False) -> None:
+def setup_logging(fmt: str, log_file: str | None, level: int = logging.INFO) -> None:
     """Replace the CLI's default handler with stderr (+ a rotating file) in the chosen format."""
     formatter: logging.Formatter = (JsonFormatter() if fmt == "json"
                                     else logging.Formatter(TEXT_FORMAT))
@@ -69,7 +69,7 @@ def setup_logging(fmt: str, log_file: str | None, verbose: bool = False) -> None
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(level)
     once = OnceFilter("ignoring ")
     for name in ("mapreduce.windowed", "jobs.watch"):  # both report foreign names with one wording
         logging.getLogger(name).addFilter(once)

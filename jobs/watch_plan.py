@@ -12,6 +12,8 @@
     STORE/STEP/day-W/manifest.json is fresh for the log as it is now (Store.is_fresh, the
         rule the run itself applies), for every used day W
     no such manifest is newer than the summary (W was not reduced again since)
+    (a day that retention removed from the store: the summary's record of its log's identity
+    stands in for its manifest)
         │
         ▼  else: stale, with the reason; computed oldest first
 
@@ -43,8 +45,12 @@ def _stat_key(st: os.stat_result) -> tuple[int, ...]:
 
 
 class Planner:
-    def __init__(self, job: WindowJob, out: str, store: Store, since: dt.date | None) -> None:
+    def __init__(self, job: WindowJob, out: str, store: Store, since: dt.date | None,
+                 keep_outputs: int | None = None) -> None:
         self.job, self.out, self.store, self.since = job, out, store, since
+        #: only the newest dates are targets when older outputs are not kept (else every run's
+        #: retention would remove what the next plan computes again)
+        self.keep_outputs = keep_outputs
         self._identities: dict[str, tuple[tuple[int, ...], dict[str, Any]]] = {}
         self._manifests: dict[dt.date, tuple[tuple[int, ...], dict[str, Any] | None]] = {}
         #: path -> why it cannot be read now; the caller reports changes and retries
@@ -72,13 +78,23 @@ class Planner:
         self.unreadable.pop(path, None)
         return ident
 
-    def plan(self, logs: dict[dt.date, str],
-             blocked: set[dt.date]) -> tuple[list[Stale], set[dt.date]]:
+    def plan(self, logs: dict[dt.date, str], blocked: set[dt.date],
+             refused: dict[dt.date, tuple[str, str]] | None = None
+             ) -> tuple[list[Stale], set[dt.date]]:
         """Stale target dates, oldest first, and the target dates deferred (a day of their window
-        is ``blocked``: still being written, or unreadable)."""
+        is ``blocked``: still being written, or unreadable, or ``refused``: day -> (path, why))."""
+        refused = refused or {}
+        for path, why in refused.values():
+            self.unreadable[path] = why
         stale, deferred = [], set()
-        for day in sorted(d for d in logs if self.since is None or d >= self.since):
-            window = [w for w in self.job.window(day) if w in logs]
+        targets = sorted(d for d in {*logs, *refused} if self.since is None or d >= self.since)
+        if self.keep_outputs is not None:
+            targets = targets[-self.keep_outputs:]
+        for day in targets:
+            window = [w for w in self.job.window(day) if w in logs or w in refused]
+            if any(w in refused for w in window):
+                deferred.add(day)
+                continue
             idents = {w: None if w in blocked else self.identity(logs[w]) for w in window}
             if any(ident is None for ident in idents.values()):
                 deferred.add(day)
@@ -107,6 +123,11 @@ class Planner:
             return "the days with a log in its window changed"
         for w in used:
             manifest, mtime = self._manifest(w)
+            if manifest is None and not os.path.isdir(self.store.day_dir(w)):
+                # removed by retention: the identity the summary recorded for it stands in
+                recorded = summary.get("days", {}).get(f"{w:%Y-%m-%d}", {}).get("identity")
+                if recorded is not None and recorded == idents[w]:
+                    continue
             if not self.store.is_fresh(manifest, idents[w], self.store.partitions):
                 return f"log of {w:%Y-%m-%d} is new or changed"
             if mtime > summary_mtime:

@@ -76,6 +76,25 @@ def add_report_option(p: argparse.ArgumentParser) -> None:
                    help="also write a page of the run: task timeline, memory, input days")
 
 
+def add_ops_options(p: argparse.ArgumentParser) -> None:
+    """What an operator running a windowed job for a year sets (see the README's "Running it
+    for a year")."""
+    g = p.add_argument_group("operations")
+    g.add_argument("--keep-days", type=positive_int, default=None, metavar="N",
+                   help="after a successful run keep the N newest days in the store (default: "
+                        "the longest window computed on it); a window's own days always stay")
+    g.add_argument("--keep-outputs", type=positive_int, default=None, metavar="N",
+                   help="after a successful run keep the files of the N newest dates in --out "
+                        "(default: all)")
+    g.add_argument("--metrics-file", default=None, metavar="FILE.prom",
+                   help="write Prometheus metrics of each run there (node_exporter's textfile "
+                        "collector)")
+    g.add_argument("--allow-links", action="store_true",
+                   help="read logs that resolve outside the logs folder (refused by default)")
+    g.add_argument("--no-samples", action="store_true",
+                   help="keep no corrupt-line samples in the store, counts only")
+
+
 def add_window_options(p: argparse.ArgumentParser, *, inputs_required: bool = True) -> None:
     p.add_argument("--logs", required=inputs_required, help="folder of dated input files")
     p.add_argument("--date", default=None,
@@ -85,6 +104,10 @@ def add_window_options(p: argparse.ArgumentParser, *, inputs_required: bool = Tr
                    help="fail, writing nothing, when a day of the window has no input")
     p.add_argument("--no-wait", action="store_true",
                    help="exit at once if another job holds the store's lock")
+    p.add_argument("--recompute", nargs="+", default=None, metavar="DATE",
+                   help="reduce these days again whatever the store holds (YYYYMMDD ...), or "
+                        "'all' for every day of the window")
+    add_ops_options(p)
 
 
 def add_job_options(p: argparse.ArgumentParser, cls: type) -> None:
@@ -136,23 +159,54 @@ def backend_from_args(args: argparse.Namespace):
         raise UsageError(str(exc)) from None
 
 
+def recompute_days(values: list[str] | None) -> frozenset[Any] | str:
+    from mapreduce.inputs import parse_date
+
+    if not values:
+        return frozenset()
+    if values == ["all"]:
+        return "all"
+    return frozenset(parse_date(v, "--recompute") for v in values)
+
+
+def ops_from_args(args: argparse.Namespace) -> Any:
+    from mapreduce.retention import Retention
+    from mapreduce.windowed import Ops
+
+    return Ops(allow_links=args.allow_links, recompute=recompute_days(getattr(args, "recompute",
+                                                                              None)),
+               samples=not args.no_samples,
+               retention=Retention(keep_days=args.keep_days, keep_outputs=args.keep_outputs))
+
+
 def run_window_command(job: Any, ref: str, args: argparse.Namespace) -> int:
     """Run a windowed job from parsed window options and print where its files are."""
     from mapreduce.inputs import parse_date
+    from mapreduce.metrics import check_path, write_metrics
     from mapreduce.store import DEFAULT_PARTITIONS, LockBusy
     from mapreduce.windowed import run_window_job
 
     date = parse_date(args.date) if args.date else None
     html = report_path(args)
-    with backend_from_args(args) as backend:
-        try:
-            summary = run_window_job(job, args.logs, args.out, backend, date=date, job_ref=ref,
-                                     html_report=html,
-                                     store=args.store, strict=args.strict, quiet=args.quiet,
-                                     wait=not args.no_wait, split_size=args.split_size,
-                                     partitions=args.reducers or DEFAULT_PARTITIONS)
-        except LockBusy as exc:
-            raise JobError(str(exc)) from None
+    metrics = check_path(args.metrics_file)
+    ops = ops_from_args(args)
+    store = args.store or os.path.join(args.out, "store")
+    summary = None
+    try:
+        with backend_from_args(args) as backend:
+            try:
+                summary = run_window_job(job, args.logs, args.out, backend, date=date,
+                                         job_ref=ref, html_report=html, ops=ops,
+                                         store=store, strict=args.strict, quiet=args.quiet,
+                                         wait=not args.no_wait, split_size=args.split_size,
+                                         partitions=args.reducers or DEFAULT_PARTITIONS)
+            except LockBusy as exc:
+                raise JobError(str(exc)) from None
+    finally:
+        if metrics and os.path.isdir(store):  # a bad command line (no store yet) writes none
+            # labelled by the command (top50, top, run), what an operator's alert names
+            write_metrics(metrics, getattr(args, "command", None) or job.name, summary=summary,
+                          store=store, out=args.out)
     print(f"window {summary['window']['first']} .. {summary['window']['last']}: "
           f"{len(summary['days_used'])} day(s), {summary['input_lines_read']} lines read, "
           f"{sum(summary['corrupt_lines'].values())} corrupt")
@@ -249,7 +303,72 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_run_command(sub, job_cls)
     for register in commands:
         register(sub)
+    for command in sub.choices.values():
+        add_common_options(command)
     return parser
+
+
+def octal_mask(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal umask like 027") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a umask between 000 and 777")
+    return value
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options every command has (a command may have declared some itself, as watch does)."""
+    g = p.add_argument_group("logging and files")
+    options: list[tuple[str, dict[str, Any]]] = [
+        ("--log-level", dict(choices=("debug", "info", "warning", "error"), default=None,
+                             help="lowest level logged (default info; warning with --quiet; "
+                                  "debug with -v)")),
+        ("--log-file", dict(default=None, help="also log to this file")),
+        ("--umask", dict(type=octal_mask, default=None, metavar="OCTAL",
+                         help="mode mask of every file and folder written (default: the "
+                              "current umask, plus no read access for group or others where "
+                              "the --logs folder gives them none)")),
+    ]
+    for flag, kw in options:
+        try:
+            g.add_argument(flag, **kw)
+        except argparse.ArgumentError:
+            pass  # the command declares it itself
+
+
+def apply_umask(args: argparse.Namespace) -> None:
+    """Files made from the logs are no more readable than the logs folder: where it denies
+    group or others reading, so does everything written (store, outputs, reports, metrics)."""
+    import stat
+
+    from mapreduce.fsutil import set_umask
+
+    mask = getattr(args, "umask", None)
+    logs = getattr(args, "logs", None)
+    if mask is None and isinstance(logs, str) and os.path.isdir(logs):
+        mode = os.stat(logs).st_mode
+        current = os.umask(0o022)
+        os.umask(current)
+        mask = (current | (0 if mode & stat.S_IRGRP else 0o070)
+                | (0 if mode & stat.S_IROTH else 0o007))
+    if mask is not None:
+        set_umask(mask)
+
+
+def log_level(args: argparse.Namespace) -> int:
+    if getattr(args, "log_level", None):
+        return getattr(logging, args.log_level.upper())
+    quiet = getattr(args, "quiet", False) and not args.verbose
+    return logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO
+
+
+def check_log_file(path: str | None) -> None:
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise UsageError(f"--log-file: folder {folder} does not exist or is not writable")
 
 
 def _command_entry_points(missing: list[str]) -> list[Any]:
@@ -278,10 +397,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         quiet = getattr(args, "quiet", False) and not args.verbose
-        logging.basicConfig(level=logging.DEBUG if args.verbose else
-                            logging.WARNING if quiet else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            stream=sys.stderr)
+        apply_umask(args)
+        check_log_file(getattr(args, "log_file", None))
+        handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+        if getattr(args, "log_file", None):
+            handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+        logging.basicConfig(level=log_level(args), handlers=handlers,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if not args.verbose:
             # distributed logs every worker, nanny and connection it starts at INFO: a page of it
             # per run with --executor dask. Its warnings (a worker lost, say) still show. Its

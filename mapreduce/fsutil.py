@@ -15,6 +15,13 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def set_umask(mask: int) -> None:
+    """Set the process's umask, and the mode of the files written here with it."""
+    global _UMASK
+    os.umask(mask)
+    _UMASK = mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path: str) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path``; on success it is flushed, synced and renamed."""

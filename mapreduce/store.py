@@ -8,9 +8,11 @@ reused by every window over those days, for any job.
 
 STEP is the per-input step's name, so jobs that share a step (the top 50 and the yearly top 10)
 share its results, and jobs that do not never mix theirs. A result is fresh when its manifest
-(:meth:`Store.fresh_manifest`, the one place that decides it) names the same source identity as
+(:meth:`Store.day_state`, the one place that decides it) names the same source identity as
 the input now has: size, modification time and a fingerprint of sampled content, and the
-store's partition count. Each table's size and crc32 are in the manifest; a reader verifies
+store's partition count. The manifest also keeps a hash of the whole input (``source.blake2b``,
+of its bytes as stored: a compressed log's compressed bytes), taken while the day is reduced, so
+that ``mapreduce status --verify`` can find an input edited in place behind the identity's back. Each table's size and crc32 are in the manifest; a reader verifies
 them, so a truncated or altered table is found and computed again. The manifest carries a crc32
 of its own content: an altered manifest is never believed, and its day is reduced again, as
 when it is missing. A whole day is committed at once: its folder is renamed into place.
@@ -26,11 +28,14 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import zlib
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import orjson
 
+from mapreduce.compressed import plain_copy
 from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import atomic_write_bytes, remove_stale_temps, replace_dir, make_temp_dir
@@ -49,6 +54,27 @@ _SAMPLE = 64 * 1024
 
 class LockBusy(Exception):
     """Another process holds the store's lock and the caller asked not to wait."""
+
+
+@dataclass(frozen=True)
+class DayState:
+    """What the store holds for one input day: ``state`` is "cached" (fresh), "stale" (a result
+    from another input or partition count: ``reason`` says which), "damaged" (``reason``) or
+    "missing"; ``manifest`` is the verified manifest when there is one."""
+
+    state: str
+    reason: str | None
+    manifest: dict[str, Any] | None
+
+
+def full_hash(path: str) -> str:
+    """blake2b-256 of every byte of ``path`` (the GIL is released while hashing, so a thread can
+    do it beside a run)."""
+    digest = hashlib.blake2b(digest_size=32)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _not_regular(path: str, st: os.stat_result) -> OSError:
@@ -96,7 +122,10 @@ def step_identity(job: JobSpec) -> dict[str, Any]:
 class Store:
     """The results of one per-input step (``step``, a folder name) in the store at ``root``."""
 
-    def __init__(self, root: str, partitions: int = DEFAULT_PARTITIONS, *, step: str) -> None:
+    def __init__(self, root: str, partitions: int = DEFAULT_PARTITIONS, *, step: str,
+                 samples: bool = True) -> None:
+        #: keep corrupt-line samples in manifests (False: counts only, nothing of a line's text)
+        self.samples = samples
         if not step or step.startswith(".") or os.sep in step:
             raise ValueError(f"a store step name must be a plain folder name, got {step!r}")
         self.root = os.path.abspath(root)
@@ -156,19 +185,58 @@ class Store:
             return None, "its manifest does not match its checksum (altered on disk)"
         return manifest, None
 
+    def day_state(self, day: dt.date, log_path: str | None,
+                  identity: dict[str, Any] | None = None,
+                  job: JobSpec | None = None) -> DayState:
+        """The day's state against its input as it is now (``identity``, when the caller has it
+        already) and, given ``job``, the per-input step's parameters and side files: the one
+        place that says whether a stored day may be used."""
+        manifest, damage = self._manifest(day)
+        if damage:
+            return DayState("damaged", damage, None)
+        if manifest is None:
+            return DayState("missing", None, None)
+        if log_path is None:
+            return DayState("stale", "its log is gone", manifest)
+        if identity is None:
+            identity = source_identity(log_path)
+        step = None if job is None else step_identity(job)
+        if self.is_fresh(manifest, identity, self.partitions, step):
+            return DayState("cached", None, manifest)
+        if step is not None and manifest.get("step_identity", {}) != step:
+            why = "its step's parameters or side files changed"
+        elif manifest.get("partitions") != self.partitions:
+            why = f"made with {manifest.get('partitions')} partitions, the store has {self.partitions}"
+        else:
+            was = manifest.get("source", {}).get("identity") or {}
+            changed = [k for k in ("size", "mtime_ns", "fingerprint") if was.get(k) != identity.get(k)]
+            why = "its log changed (" + ", ".join(changed or ["identity"]) + ")"
+        return DayState("stale", why, manifest)
+
     def fresh_manifest(self, day: dt.date, log_path: str,
                        job: JobSpec | None = None) -> dict[str, Any] | None:
         """The day's manifest if it is whole and was made from the log as it is now (and, given
         ``job``, by that per-input step with the same parameters and side files)."""
-        manifest, damage = self._manifest(day)
-        if damage:
+        state = self.day_state(day, log_path, job=job)
+        if state.state == "damaged":
             log.warning("store day %s has no usable manifest: %s; reducing it again from its log",
-                        f"{day:%Y-%m-%d}", damage)
-        step = None if job is None else step_identity(job)
-        if manifest is not None and self.is_fresh(manifest, source_identity(log_path),
-                                                  self.partitions, step):
-            return manifest
-        return None
+                        f"{day:%Y-%m-%d}", state.reason)
+        return state.manifest if state.state == "cached" else None
+
+    def stored_days(self) -> list[dt.date]:
+        """The days that have a folder in this step, oldest first."""
+        days = []
+        try:
+            names = os.listdir(os.path.join(self.root, self.step))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if name.startswith("day-") and len(name) == 12:
+                try:
+                    days.append(dt.datetime.strptime(name[4:], "%Y%m%d").date())
+                except ValueError:
+                    pass
+        return sorted(days)
 
     def tables(self, day: dt.date, manifest: dict[str, Any],
                channel: str) -> dict[int, tuple[str, int, int]]:
@@ -193,10 +261,18 @@ class Store:
         os.makedirs(folder, exist_ok=True)
         staging = make_temp_dir(folder, f"day-{day:%Y%m%d}")
         os.rmdir(staging)  # run_job puts its output folder here
+        hashed: dict[str, Any] = {}
+        hasher = threading.Thread(target=_hash_into, args=(log_path, hashed), daemon=True,
+                                  name="store-hash")
+        hasher.start()  # beside the run: the whole-input hash costs no wall time of its own
         try:
-            result = run_job(job, [log_path], staging, backend, reducers=self.partitions,
-                             split_size=split_size, quiet=quiet, trace=trace,
-                             report_path=staging + ".report.json")
+            # a compressed log is decompressed once into a scratch file beside the store's days
+            # and split like a plain one (mapreduce.compressed says why)
+            with plain_copy(log_path, folder) as readable:
+                result = run_job(job, [readable], staging, backend, reducers=self.partitions,
+                                 split_size=split_size, quiet=quiet, trace=trace,
+                                 report_path=staging + ".report.json")
+            hasher.join()
             if source_identity(log_path) != before:
                 raise JobError(f"{log_path} changed while it was being read; run again once "
                                "its writer has finished")
@@ -208,10 +284,11 @@ class Store:
                 "format": STORE_FORMAT, "date": f"{day:%Y-%m-%d}", "partitions": self.partitions,
                 "step": self.step, "job": report["job"], "params": report["params"],
                 **({"step_identity": step} if step else {}),
-                "source": {"path": os.path.abspath(log_path), "identity": before},
+                "source": {"path": os.path.abspath(log_path), "identity": before,
+                           "blake2b": hashed.get("hash")},
                 "lines": report["lines"], "counters": report["counters"],
                 "corrupt_lines": report["counters"].get("corrupt_lines", 0),
-                "corrupt_samples": report.get("samples", []),
+                "corrupt_samples": report.get("samples", []) if self.samples else [],
                 "files": files, "stage_seconds": report["stage_seconds"],
                 "peak_rss_bytes": report["peak_rss_bytes"],
             }
@@ -280,6 +357,13 @@ class Store:
             raise JobError(f"{refuse}: {why}; not touching it (remove it if the store is "
                            "yours)")
         return fd
+
+
+def _hash_into(path: str, out: dict[str, Any]) -> None:
+    try:
+        out["hash"] = full_hash(path)
+    except OSError as exc:  # the run itself reports an unreadable log; the hash is then unknown
+        log.debug("cannot hash %s: %s", path, exc)
 
 
 def _drop_format3_days(root: str) -> None:

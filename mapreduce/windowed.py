@@ -145,6 +145,27 @@ class WindowJob(ArrayJob):
 
 
 @dataclass(frozen=True)
+class Ops:
+    """What an operator sets on a windowed run: ``allow_links`` (read inputs that resolve
+    outside their folder), ``recompute`` (days reduced again whatever the store holds;
+    ``"all"``: every day of the window), ``samples`` (keep corrupt-line samples),
+    ``retention`` (what is removed after success), ``check_space`` (refuse to start without
+    room for what the run writes)."""
+
+    allow_links: bool = False
+    recompute: frozenset[dt.date] | str = frozenset()
+    samples: bool = True
+    retention: Any = None
+    check_space: bool = True
+
+    def __post_init__(self) -> None:
+        if self.retention is None:
+            from mapreduce.retention import Retention
+
+            object.__setattr__(self, "retention", Retention())
+
+
+@dataclass(frozen=True)
 class WindowRun:
     """Where and how a windowed job runs."""
 
@@ -162,24 +183,34 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
                    date: dt.date | None = None, store: str | None = None, strict: bool = False,
                    quiet: bool = True, wait: bool = True, partitions: int = DEFAULT_PARTITIONS,
                    split_size: int = DEFAULT_SPLIT_SIZE, job_ref: str | None = None,
-                   html_report: str | None = None) -> dict[str, Any]:
+                   html_report: str | None = None, ops: Ops | None = None) -> dict[str, Any]:
     """Compute the window ending on ``date`` (default: the newest input) and write its files.
 
     ``job_ref`` is how workers import the job (default: its class's module and name);
-    ``html_report``, a page of the run: every task on a timeline, memory, the days."""
+    ``html_report``, a page of the run: every task on a timeline, memory, the days; ``ops``,
+    what an operator sets: links, recomputed days, samples, retention (see :class:`Ops`)."""
+    from mapreduce import retention
+
+    ops = ops or Ops()
     job_ref = job_ref or class_ref(type(job))
     store = store or os.path.join(out, "store")
     check_folders(logs, out, store)
-    found, others = job.inputs.scan(logs)
+    scan = job.inputs.survey(logs, allow_links=ops.allow_links)
+    found, others = scan.found, scan.others
     for name in others:
         if delivery_in_progress(name):
             log.debug("ignoring %s until it is renamed into place", os.path.join(logs, name))
         else:
             log.warning(job.inputs.ignored_message(os.path.join(logs, name)))
-    if not found:
+    if not found and not scan.refused:
         raise JobError(f"no {job.inputs.describe()} file in {logs}")
-    end = date or max(found)
+    end = date or max({*found, *scan.refused})
     days = job.window(end)
+    for day, why in scan.refused.items():
+        if day in days:
+            raise JobError(why)
+        # "ignoring ...": the daemon's once-filter keeps it to one line, not one per run
+        log.warning("ignoring the log of %s (not in this window): %s", f"{day:%Y-%m-%d}", why)
     present = [d for d in days if d in found]
     missing = [d for d in days if d not in found]
     if not present:
@@ -194,7 +225,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     per_input, _ = job.steps()
     spec = JobSpec(job_ref, tuple(sorted(job.params().items())))
     run = WindowRun(logs, out, store, backend, partitions, split_size, quiet)
-    store_obj = Store(store, partitions, step=per_input.name)
+    store_obj = Store(store, partitions, step=per_input.name, samples=ops.samples)
     clock = StageClock()
     started = time.time()
     names = job.output_names(end)
@@ -204,7 +235,10 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
     # with ours) and committed together (a failure while writing any leaves all as they were).
     with store_obj.locked(wait), MemorySampler() as memory:
         remove_stale_temps(out)
-        days_cached = _DayResults(store_obj, per_input, run, found)
+        days_cached = _DayResults(store_obj, per_input, run, found, ops.recompute)
+        if ops.check_space:
+            retention.check_free_space(store_obj.root, out, retention.estimate_bytes(
+                [found[d] for d in present if days_cached.to_reduce(d)], job, out))
         with clock.stage("daily"):
             for d in present:
                 days_cached.ensure(d)
@@ -234,6 +268,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
             }
             summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         samples = memory.samples
+        summary["removed"] = retention.apply(ops.retention, job, store_obj, out, end, days)
     if html_report:
         _write_html(html_report, job, summary, days_cached, run.trace, samples, started)
     return summary
@@ -282,8 +317,10 @@ class _DayResults:
     (the window reads its tables from that, never from a second reading)."""
 
     def __init__(self, store: Store, step: PerInputStep, run: WindowRun,
-                 found: dict[dt.date, str]) -> None:
+                 found: dict[dt.date, str], recompute: frozenset[dt.date] | str = frozenset()
+                 ) -> None:
         self.store, self.step, self.run, self.found = store, step, run, found
+        self.recompute = recompute
         self.manifests: dict[dt.date, dict[str, Any]] = {}
         self.info: dict[dt.date, dict[str, Any]] = {}
 
@@ -294,8 +331,9 @@ class _DayResults:
         if not os.access(path, os.R_OK):
             raise JobError(f"cannot read log {path}: permission denied")
         started = time.perf_counter()
-        # read once: what is checked is used
-        manifest = self.store.fresh_manifest(day, path, self.step.job)
+        # read once: what is checked is used; a day asked to be recomputed is, once a run
+        manifest = (None if self._forced(day)
+                    else self.store.fresh_manifest(day, path, self.step.job))
         cached = manifest is not None
         if manifest is None:
             log.info("reducing %s", path)
@@ -311,8 +349,16 @@ class _DayResults:
             "log": path, "cached": cached, "lines": manifest["lines"],
             "lines_read": 0 if cached else manifest["lines"],
             "corrupt_lines": manifest["corrupt_lines"],
+            "identity": manifest["source"]["identity"],
             "corrupt_samples": os.path.join(self.store.day_dir(day), "manifest.json"),
             "seconds": round(time.perf_counter() - started, 4)}
+
+    def _forced(self, day: dt.date) -> bool:
+        return (self.recompute == "all" or day in self.recompute) and day not in self.manifests
+
+    def to_reduce(self, day: dt.date) -> bool:
+        """Whether ``ensure`` will reduce the day (for the free-space estimate)."""
+        return self._forced(day) or self.store.day_state(day, self.found[day]).state != "cached"
 
     def redo(self, day: dt.date) -> None:
         self.store.discard(day)
