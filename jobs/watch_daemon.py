@@ -5,7 +5,8 @@
       └──scan at start and after each change──▶ Planner: stale dates, oldest first
                                                    │ one at a time
                                                    ▼
-                          run_window_job(date=D)  (store lock; atomic files in OUT)
+          DateRuns (jobs.watch_run): run_window_job(date=D)  (store lock; atomic files in
+                          OUT), a failed date retried after --retry-seconds, metrics
                                                    │
                                                    ▼
                           OUT/country_top50_D.txt, user_top50_D.txt, top50_D.summary.json
@@ -27,29 +28,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mapreduce.errors import JobError, UsageError
+from mapreduce.errors import JobError
 from mapreduce.executors import Backend
 from mapreduce.fsutil import TEMP_MARK, remove_stale_temps
 from mapreduce.inputs import delivery_in_progress
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, LockBusy, Store
-from mapreduce.metrics import write_metrics
-from mapreduce.windowed import Ops, WindowJob, run_window_job
+from mapreduce.windowed import Ops, WindowJob
 from jobs.watch_events import Arrivals, Change, start_observer
 from jobs.watch_plan import Planner, Stale
+from jobs.watch_run import DateRuns, Stop
 
 log = logging.getLogger("jobs.watch")  # the command's name, in every line it logs
 
 TICK = 0.25          # seconds between looks at the stop flag while idle
-LOCK_POLL = 0.5      # seconds between tries of a store lock another job holds
 IDLE_CHECK = 5.0     # seconds between looks at the logs folder itself while nothing happens
 HOW = {"moved_in": "renamed into place", "closed": "closed by its writer",
        "attrib": "permissions or times changed", "settled": "unchanged for the quiet period"}
-
-
-class Stop(BaseException):
-    """Raised once, by the signal handler, into a run in progress: cancels it. A BaseException,
-    so the engine's ``except Exception`` paths pass it on after their cleanup."""
 
 
 @dataclass
@@ -106,18 +101,17 @@ def remove_own_temps(folder: str) -> None:
 class Daemon:
     def __init__(self, cfg: WatchConfig, backend: Backend) -> None:
         self.stopping = False
-        self._in_run = False
+        self.in_run = False
         self._cancelled = False
         # first of all: from here on a signal stops the daemon between two steps
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.cfg, self.backend = cfg, backend
         self.store = Store(cfg.store, cfg.partitions, step=cfg.job.steps()[0].name)
+        self.runs = DateRuns(self)
         self.planner = Planner(cfg.job, cfg.out, self.store, cfg.since,
                                cfg.ops.retention.keep_outputs)
         self.changes: queue.Queue[Change] = queue.Queue()
-        self.retry_at: dict[dt.date, float] = {}     # failed dates wait until then
-        self.next_retry: float | None = None         # when to look again at failures
         self.reported_unreadable: dict[str, str] = {}
         self.deferred: set[dt.date] = set()
         self._news = False  # a log became complete or went away since the last plan
@@ -130,7 +124,7 @@ class Daemon:
     def _on_signal(self, signum: int, frame: Any) -> None:
         # no logging here: the interrupted code may hold the logging lock
         self.stopping = True
-        if self._in_run and not self._cancelled:
+        if self.in_run and not self._cancelled:
             self._cancelled = True
             raise Stop(signal.Signals(signum).name)
 
@@ -222,7 +216,7 @@ class Daemon:
             busy = bool(todo) or dirty
             if not busy and not idle_said:  # said before waiting, so a reader knows we wait
                 idle_said = True
-                retry = sorted(f"{d:%Y-%m-%d}" for d in self.retry_at)
+                retry = sorted(f"{d:%Y-%m-%d}" for d in self.runs.retry_at)
                 log.info("waiting for logs; %d date(s) wait for a log to be complete or "
                          "readable, %d failed date(s) to retry", len(self.deferred), len(retry),
                          extra=_fields(event="idle", retry=retry, deferred=sorted(
@@ -235,7 +229,7 @@ class Daemon:
                 if self._news:  # one "up to date" line per batch of changes, not per retry
                     idle_said, self._news = False, False
             if todo:
-                self._run(todo.pop(0))
+                self.runs.run(todo.pop(0))
                 idle_said = False
 
     def _idle_wait(self) -> float:
@@ -243,8 +237,8 @@ class Daemon:
         settle = self.arrivals.next_check()
         if settle is not None:
             waits.append(settle)
-        if self.next_retry is not None:
-            waits.append(self.next_retry - time.monotonic())
+        if self.runs.next_retry is not None:
+            waits.append(self.runs.next_retry - time.monotonic())
         return max(0.0, min(waits))
 
     def _take_changes(self, timeout: float) -> bool:
@@ -262,8 +256,8 @@ class Daemon:
             end = 0.0  # something arrived: take whatever else is queued, then act
         for name, outcome in self.arrivals.poll():
             due |= self._report(Change("settled", name), outcome)
-        if self.next_retry is not None and time.monotonic() >= self.next_retry:
-            self.next_retry, due = None, True
+        if self.runs.next_retry is not None and time.monotonic() >= self.runs.next_retry:
+            self.runs.next_retry, due = None, True
         self._check_folder()
         return due
 
@@ -288,7 +282,7 @@ class Daemon:
         elif outcome == "gone":
             self.complete.pop(change.name, None)
         if outcome in ("ready", "gone"):
-            self.retry_at.clear()  # news: failed dates may succeed now
+            self.runs.retry_at.clear()  # news: failed dates may succeed now
             self._news = True
             return True
         return False
@@ -327,10 +321,10 @@ class Daemon:
             del self.planner.unreadable[path]
         self._report_unreadable()
         now = time.monotonic()
-        waiting = [self.retry_at[s.date] for s in stale if self.retry_at.get(s.date, 0.0) > now]
+        waiting = [self.runs.retry_at[s.date] for s in stale if self.runs.retry_at.get(s.date, 0.0) > now]
         if waiting:  # the retry that fired may have come before these were due: look again then
-            self.next_retry = min(self.next_retry or min(waiting), min(waiting))
-        return [s for s in stale if self.retry_at.get(s.date, 0.0) <= now]
+            self.runs.next_retry = min(self.runs.next_retry or min(waiting), min(waiting))
+        return [s for s in stale if self.runs.retry_at.get(s.date, 0.0) <= now]
 
     def _report_unreadable(self) -> None:
         for path, reason in self.planner.unreadable.items():
@@ -347,84 +341,4 @@ class Daemon:
             self._retry_later(None)
 
     def _retry_later(self, message: str | None, day: dt.date | None = None) -> None:
-        at = time.monotonic() + self.cfg.retry_seconds
-        if day is not None:
-            self.retry_at[day] = at
-        self.next_retry = min(self.next_retry or at, at)
-        if message:
-            log.error("%s; retrying in %gs", message, self.cfg.retry_seconds,
-                      extra=_fields(event="failed", date=day and f"{day:%Y-%m-%d}",
-                                    error=message))
-
-    def _run(self, item: Stale) -> None:
-        started = time.monotonic()
-        try:
-            summary = self._attempt(item.date)
-        except (JobError, UsageError, OSError) as exc:
-            return self._failed(item.date, str(exc) if not isinstance(exc, OSError) else
-                                f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        except Exception as exc:  # noqa: BLE001 - a bug must not end the daemon; logged whole
-            log.exception("run of %s failed unexpectedly", item.date)
-            return self._failed(item.date, f"{type(exc).__name__}: {exc}")
-        self.retry_at.pop(item.date, None)
-        self._metrics(summary)
-        fresh = [info for info in summary["days"].values() if not info["cached"]]
-        files = [os.path.basename(p) for p in summary["files"].values()]
-        day = f"{item.date:%Y-%m-%d}"
-        lines_read = summary["input_lines_read"]
-        corrupt = sum(info["corrupt_lines"] for info in fresh)
-        seconds = time.monotonic() - started
-        log.info("computed %s in %.2fs (%s): %d lines read, %d corrupt, wrote %s", day, seconds,
-                 item.reason, lines_read, corrupt, " ".join(files), extra=_fields(
-                     event="run", date=day, seconds=round(seconds, 3), reason=item.reason,
-                     lines_read=lines_read, corrupt_lines=corrupt,
-                     window_corrupt_lines=sum(summary["corrupt_lines"].values()),
-                     days_reduced=[d for d, i in summary["days"].items() if not i["cached"]],
-                     files=files))
-
-    def _attempt(self, day: dt.date) -> dict[str, Any]:
-        """One run for ``day``, waiting (interruptibly) for a store lock another job holds."""
-        self._in_run = True
-        try:
-            if self.stopping:  # a signal came just before: do not start
-                raise Stop("signal")
-            said = False
-            while True:
-                try:
-                    return run_window_job(self.cfg.job, self.cfg.logs, self.cfg.out,
-                                          self.backend, date=day, store=self.store.root,
-                                          quiet=True, wait=False, partitions=self.cfg.partitions,
-                                          split_size=self.cfg.split_size, job_ref=self.cfg.job_ref,
-                                          ops=self.cfg.ops, html_report=os.path.join(
-                                              self.cfg.out, self.cfg.job.report_name(day)))
-                except LockBusy as exc:
-                    # polled, not a blocking flock: a signal must be able to stop the wait
-                    if not said:
-                        said = True
-                        log.info("%s; waiting for it", str(exc).split(";")[0],
-                                 extra=_fields(event="lock_wait", date=f"{day:%Y-%m-%d}"))
-                    time.sleep(LOCK_POLL)
-        finally:
-            self._in_run = False
-
-    def _failed(self, day: dt.date, message: str) -> None:
-        try:
-            self.backend.renew()  # a failed stage shut the pool down
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not restart the workers: %s", exc)
-        self._retry_later(f"run of {day:%Y-%m-%d} failed: {message}", day)
-        self._metrics(None)
-
-    def _metrics(self, summary: dict[str, Any] | None) -> None:
-        """The metrics file after each run, with the daemon's own gauges."""
-        if not self.cfg.metrics_file:
-            return
-        try:
-            write_metrics(self.cfg.metrics_file, "watch", summary=summary,
-                          store=self.store.root, out=self.cfg.out, extra={
-                              "watch_dates_to_retry": ("Failed dates the daemon will retry",
-                                                       len(self.retry_at)),
-                              "watch_dates_deferred": ("Dates waiting for a log to be complete "
-                                                       "or readable", len(self.deferred))})
-        except OSError as exc:  # monitoring must not stop the daemon; said once per failure
-            log.warning("cannot write %s: %s", self.cfg.metrics_file, exc.strerror or exc)
+        self.runs.retry_later(message, day)
