@@ -33,7 +33,7 @@ from mapreduce.errors import UsageError
 from mapreduce.fsutil import atomic_write_bytes
 from jobs.bench_results import FULL_SCALE, compare_outputs, output_files, render, results
 from jobs.bench_runs import (JOBS, NEXT_DAY, WEEK_END, Case, _progress, check_baseline,
-                             daily_command, duckdb_command, duckdb_reader, ensure_logs,
+                             compressed_logs, daily_command, duckdb_command, duckdb_reader, ensure_logs,
                              job_command, job_lines, log_path, measure, top50_command,
                              write_artists)
 
@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", action="store_true",
                    help="also time one day of each windowed job of jobs/ (top50, "
                         "distinct_listeners, song_countries, artist_countries) on the same log")
+    p.add_argument("--compressed", action="store_true",
+                   help="also time one day of top50 from the plain log, a gzip copy and a zstd "
+                        "copy of it (made once in DATA/compressed)")
     p.add_argument("--json", default=None, help="results file (default DATA/bench.json)")
     p.add_argument("--skip-duckdb", action="store_true",
                    help="no DuckDB runs: no ratios and no correctness check")
@@ -113,7 +116,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.data, args.lines_per_day, runs=args.runs, workers=workers,
                        split_size=args.split_size, duckdb=not args.skip_duckdb,
                        baseline=args.baseline and os.path.abspath(args.baseline),
-                       id_width=args.id_width, jobs=args.jobs)
+                       id_width=args.id_width, jobs=args.jobs, compressed=args.compressed)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     atomic_write_bytes(json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result))
@@ -145,7 +148,8 @@ def _cmd_long(args: argparse.Namespace, workers: int) -> int:
 
 def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_size: int,
               duckdb: bool = True, baseline: str | None = None,
-              id_width: str = "realistic", jobs: bool = False) -> dict[str, Any]:
+              id_width: str = "realistic", jobs: bool = False,
+              compressed: bool = False) -> dict[str, Any]:
     """Run every case; returns the results (what bench.json holds). Raises JobError when an
     output of ours is not byte-identical to DuckDB's."""
     from jobs.top50 import Top50
@@ -269,6 +273,18 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
                 out = os.path.join(work, f"{name.replace(':', '-')}-{i + 1}")
                 timed(cases[name], i, job_command(job, extra, os.path.dirname(log_path(
                     data, WEEK_END)), out, WEEK_END, workers, split_size, artists))
+                shutil.rmtree(out)
+
+    if compressed:
+        folders = compressed_logs(data, WEEK_END)
+        for kind in folders:
+            cases[f"day-{kind}"] = Case(f"day-{kind}", f"one day of top50 from a {kind} log, "
+                                        "fresh store, 1-day window", lines_per_day)
+        for i in range(runs):
+            for kind, folder in folders.items():
+                out = os.path.join(work, f"day-{kind}-{i + 1}")
+                timed(cases[f"day-{kind}"], i, job_command(
+                    "jobs.top50:TopSongs", (), folder, out, WEEK_END, workers, split_size, ""))
                 shutil.rmtree(out)
 
     shutil.rmtree(work, ignore_errors=True)  # everything passed: the runs' files are not needed

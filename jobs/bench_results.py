@@ -77,6 +77,8 @@ def results(cases: dict[str, Case], params: dict[str, Any], data: str, *, runs: 
             "peak_rss_mib": round(case.peak / MIB, 1),
             "vs_duckdb": round(vs, 3) if vs is not None else None,
         })
+        if case.name in ("day-gzip", "day-zstd") and "day-plain" in cases:
+            rows[-1]["vs_plain"] = round(case.median / cases["day-plain"].median, 3)
         if case.name.startswith("job:") and "job:top50" in cases:
             rows[-1]["vs_top50"] = round(case.median / cases["job:top50"].median, 3)
         base = cases.get(f"{case.name}-baseline")
@@ -166,6 +168,9 @@ def render(result: dict[str, Any]) -> str:
             f"{t['value']:.2f} GiB" if t["target"] == "peak_rss_gib" else f"{t['value']:.2f}x")
         out.append(f"  {t['text']:<52} {value:>10}  {verdict}")
     for r in result["cases"]:
+        if "vs_plain" in r:
+            out.append(f"  {r['case']}: {r['median_wall_s']:.2f} s, {r['vs_plain']:.2f}x the "
+                       "plain log's day")
         if "vs_top50" in r:
             out.append(f"  {r['case']}: {r['median_wall_s']:.2f} s a day, {r['vs_top50']:.2f}x "
                        f"the top-50 job's ({r['description']})")

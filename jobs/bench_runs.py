@@ -236,3 +236,39 @@ def write_artists(log: str, path: str) -> None:
     ids = ids[ids % 20 != 7]
     with open(path, "w") as f:
         f.writelines(f"{s},{s // 20 + 1}\n" for s in ids.tolist())
+
+
+def compressed_logs(data: str, day: dt.date) -> dict[str, str]:
+    """Folders holding ``day``'s log alone, plain (a hard link), gzip and zstd, made once and reused;
+    each compressed copy is written under a temporary name and renamed when whole."""
+    import gzip
+    import shutil
+
+    import zstandard
+
+    from jobs.listens import log_name
+
+    source = log_path(data, day)
+    folders = {}
+    for kind, suffix in (("plain", ""), ("gzip", ".gz"), ("zstd", ".zst")):
+        folder = os.path.join(data, "compressed", kind)
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(folder, log_name(day) + suffix)
+        folders[kind] = folder
+        if os.path.exists(target) and os.path.getmtime(target) >= os.path.getmtime(source):
+            continue
+        _progress(f"writing the {kind} copy of {os.path.basename(source)}")
+        tmp = target + ".part"
+        if kind == "plain":  # a hard link: a symbolic one would be refused as a leak
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.link(source, tmp)
+        else:
+            with open(source, "rb") as src, open(tmp, "wb") as raw:
+                if kind == "gzip":  # level 6: what gzip(1) and most shippers write
+                    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                else:  # level 3: zstd(1)'s default
+                    zstandard.ZstdCompressor(level=3).copy_stream(src, raw)
+        os.replace(tmp, target)
+    return folders

@@ -190,3 +190,19 @@ def test_where_duckdbs_csv_reader_cannot_follow_the_rule_it_is_named_and_blob_re
     assert ours != theirs  # the limit is real: the csv reader counts lines we reject
     ours, theirs = _top50_and_duckdb(tmp_path, logs, paths, "blob")
     assert ours == theirs
+
+
+def test_bench_times_each_job_and_compressed_days(tmp_path, capsys):
+    data = tmp_path / "bench"
+    rc = main(["bench", "--data", str(data), "--lines-per-day", "2000", "--runs", "1",
+               "--workers", "2", "--skip-duckdb", "--jobs", "--compressed", "--split-size", "64k"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    rows = {c["case"]: c for c in orjson.loads((data / "bench.json").read_bytes())["cases"]}
+    assert {"job:top50", "job:distinct_listeners", "job:song_countries", "job:artist_countries",
+            "day-plain", "day-gzip", "day-zstd"} <= set(rows)
+    assert rows["job:top50"]["vs_top50"] == 1.0 and rows["job:song_countries"]["vs_top50"] > 0
+    assert "(41 lines)" in rows["job:distinct_listeners"]["description"]
+    assert rows["day-gzip"]["vs_plain"] > 0 and rows["day-zstd"]["vs_plain"] > 0
+    assert (data / "compressed" / "gzip" / "listen-20240107.log.gz").exists()
+    assert "the plain log's day" in out.out and "the top-50 job's" in out.out
