@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compressed", action="store_true",
                    help="also time one day of top50 from the plain log, a gzip copy and a zstd "
                         "copy of it (made once in DATA/compressed)")
+    p.add_argument("--only-extra", action="store_true",
+                   help="with --jobs or --compressed: only those cases, not the top-50 ones")
     p.add_argument("--json", default=None, help="results file (default DATA/bench.json)")
     p.add_argument("--skip-duckdb", action="store_true",
                    help="no DuckDB runs: no ratios and no correctness check")
@@ -116,7 +118,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.data, args.lines_per_day, runs=args.runs, workers=workers,
                        split_size=args.split_size, duckdb=not args.skip_duckdb,
                        baseline=args.baseline and os.path.abspath(args.baseline),
-                       id_width=args.id_width, jobs=args.jobs, compressed=args.compressed)
+                       id_width=args.id_width, jobs=args.jobs, compressed=args.compressed,
+                       core=not args.only_extra)
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     atomic_write_bytes(json_path, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     print(render(result))
@@ -149,7 +152,7 @@ def _cmd_long(args: argparse.Namespace, workers: int) -> int:
 def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_size: int,
               duckdb: bool = True, baseline: str | None = None,
               id_width: str = "realistic", jobs: bool = False,
-              compressed: bool = False) -> dict[str, Any]:
+              compressed: bool = False, core: bool = True) -> dict[str, Any]:
     """Run every case; returns the results (what bench.json holds). Raises JobError when an
     output of ours is not byte-identical to DuckDB's."""
     from jobs.top50 import Top50
@@ -164,7 +167,8 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
     week_logs = [log_path(data, d) for d in week]
     next_logs = [log_path(data, d + dt.timedelta(days=1)) for d in week]
 
-    cases: dict[str, Case] = {
+    duckdb = duckdb and core
+    cases: dict[str, Case] = {} if not core else {
         "cold": Case("cold", "top50 of the week from raw logs, empty store", 7 * lines_per_day),
         "warm": Case("warm", "top50 of the next day, 7 days in the store: 1 reduction + window",
                      lines_per_day),
@@ -174,7 +178,7 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
     if duckdb:
         cases["duckdb"] = Case("duckdb", f"the week in DuckDB SQL, {workers} thread(s)",
                                7 * lines_per_day)
-    if baseline:
+    if baseline and core:
         check_baseline(baseline)
         for name in ("cold", "warm"):
             cases[f"{name}-baseline"] = Case(f"{name}-baseline", f"{name}, the code in {baseline}",
@@ -221,7 +225,7 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
     # ours and the baseline's (if any) alternate, so that a drift of the machine's speed
     # during the benchmark weighs on both alike
     builds = [("", None)] + ([("-baseline", baseline)] if baseline else [])
-    for i in range(runs):
+    for i in range(runs if core else 0):
         for suffix, root in builds:
             run_dir = os.path.join(work, f"cold{suffix}-{i + 1}")
             out, store = os.path.join(run_dir, "out"), os.path.join(run_dir, "store")
@@ -239,7 +243,7 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
             shutil.rmtree(os.path.join(work, f"cold{suffix}-{i + 1}"))
 
     step = Top50().steps()[0].name
-    for i in range(runs):
+    for i in range(runs if core else 0):
         for suffix, root in builds:
             warm_store = os.path.join(work, f"warm{suffix}-store")
             # every warm run reduces one day; a baseline may keep its days at the store's top
@@ -256,7 +260,7 @@ def run_bench(data: str, lines_per_day: int, *, runs: int, workers: int, split_s
         for suffix, _ in builds:
             shutil.rmtree(os.path.join(work, f"warm{suffix}-{i + 1}"))
 
-    for name, w in (("daily-1w", 1), ("daily-2w", 2)):
+    for name, w in (("daily-1w", 1), ("daily-2w", 2)) if core else ():
         for i in range(runs):
             out = os.path.join(work, f"{name}-{i + 1}")
             timed(cases[name], i, daily_command(data, out, w, split_size))

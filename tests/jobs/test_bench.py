@@ -195,7 +195,7 @@ def test_where_duckdbs_csv_reader_cannot_follow_the_rule_it_is_named_and_blob_re
 def test_bench_times_each_job_and_compressed_days(tmp_path, capsys):
     data = tmp_path / "bench"
     rc = main(["bench", "--data", str(data), "--lines-per-day", "2000", "--runs", "1",
-               "--workers", "2", "--skip-duckdb", "--jobs", "--compressed", "--split-size", "64k"])
+               "--workers", "2", "--jobs", "--compressed", "--only-extra", "--split-size", "64k"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     rows = {c["case"]: c for c in orjson.loads((data / "bench.json").read_bytes())["cases"]}
