@@ -51,7 +51,8 @@ def register_top(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_top)
 
 
-def cmd_top(args: argparse.Namespace) -> int:
+def top_job(args: argparse.Namespace) -> tuple[TopSongs, type[TopSongs]]:
+    """The TopSongs job that ``--job``, ``--days`` and ``--top`` name (top, status)."""
     cls: type[TopSongs] = Top50
     if args.job:
         try:
@@ -60,8 +61,12 @@ def cmd_top(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot load window job {args.job!r}: {exc}") from None
         if not issubclass(cls, TopSongs):
             raise UsageError(f"{args.job!r} is not a TopSongs class")
-    job = build_job(cls, {k: v for k, v in (("days", args.days), ("top", args.top))
-                          if v is not None})
+    return build_job(cls, {k: v for k, v in (("days", args.days), ("top", args.top))
+                           if v is not None}), cls
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    job, cls = top_job(args)
     return run_window_command(job, class_ref(cls), args)
 
 

@@ -25,14 +25,13 @@ from typing import Any
 
 import orjson
 
-from mapreduce.cli import build_job
 from mapreduce.errors import UsageError
 from mapreduce.inputs import inside
-from mapreduce.job import job_class
 from mapreduce.metrics import top_level_bytes
 from mapreduce.retention import folder_bytes, output_dates
 from mapreduce.store import STORE_FORMAT, Store, full_hash, source_identity
-from jobs.top50 import Top50, TopSongs
+from jobs.commands import top_job
+from jobs.top50 import TopSongs
 from jobs.watch_plan import Planner
 
 
@@ -62,16 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cls: type[TopSongs] = Top50
-    if args.job:
-        try:
-            cls = job_class(args.job)
-        except ValueError as exc:
-            raise UsageError(f"cannot load window job {args.job!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, TopSongs)):
-            raise UsageError(f"{args.job!r} is not a TopSongs class")
-    job = build_job(cls, {k: v for k, v in (("days", args.days), ("top", args.top))
-                          if v is not None})
+    job, _ = top_job(args)
     if not os.path.isdir(args.logs):
         raise UsageError(f"logs folder {args.logs} does not exist or is not a folder")
     store = args.store or os.path.join(args.out, "store")
