@@ -11,7 +11,9 @@ renders a saved one)::
     workers       int
     started       float                 epoch seconds
     wall_seconds  float
-    budget_bytes  int | null            memory budget, drawn as a dashed line
+    budget_bytes  int | null            memory budget, drawn as a dashed line (the runs give the
+                                        map tasks' in-memory budget before they spill, summed
+                                        over the workers)
     tasks         [{stage, task, label, worker, start, end, attempt, outcome}]
                   one per task *attempt*: stage "map" | "reduce" | "window" | "merge" (another
                   name gets a spare colour); task int; label str (file and byte range, or

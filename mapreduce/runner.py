@@ -193,7 +193,7 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
         write_report(report_path or output + ".report.json", report)
         if html_report:
             _write_html(html_report, job_ref, report, map_tasks, map_results, memory.samples,
-                        started, trace)
+                        started, trace, memory_budget * max(1, backend.workers))
         return RunResult(output, report, map_results, reduce_results)
     except JobError as exc:
         exc.job = exc.job or job_ref.label  # the author's first question: which job failed
@@ -204,7 +204,7 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
 
 def _write_html(path: str, spec: JobSpec, report: dict[str, Any], map_tasks: list[MapTask],
                 map_results: list[MapResult], memory: list[tuple[float, int]], started: float,
-                trace: Trace) -> None:
+                trace: Trace, budget: int) -> None:
     from mapreduce.html_report import run_for_report, write_report_html
 
     per_input: dict[str, dict[str, Any]] = {}
@@ -220,7 +220,7 @@ def _write_html(path: str, spec: JobSpec, report: dict[str, Any], map_tasks: lis
         title=f"{spec.label} over {len(per_input)} input(s)", params=report["params"],
         describe={"executor": report.get("executor"), "workers": report.get("workers")},
         started=started, wall=report["wall_seconds"], trace=trace.to_json(), memory=memory,
-        days=list(per_input.values())))
+        days=list(per_input.values()), budget=budget))
 
 
 def _file_state(path: str) -> tuple[int, int, int, int]:

@@ -277,6 +277,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
 def _write_html(path: str, job: WindowJob, summary: dict[str, Any], days: _DayResults,
                 trace: Trace, memory: list[tuple[float, int]], started: float) -> None:
     from mapreduce.html_report import run_for_report, write_report_html
+    from mapreduce.runner import DEFAULT_MEMORY_BUDGET
 
     rows = []
     for day, info in days.info.items():
@@ -289,7 +290,8 @@ def _write_html(path: str, job: WindowJob, summary: dict[str, Any], days: _DayRe
         title=f"{type(job).__name__}: window {summary['window']['first']} .. "
               f"{summary['window']['last']}", params=job.params(), describe=summary,
         started=started, wall=time.time() - started, trace=trace.to_json(), memory=memory,
-        days=rows, cached_days=[r["day"] for r in rows if r["cached"]]))
+        days=rows, cached_days=[r["day"] for r in rows if r["cached"]],
+        budget=DEFAULT_MEMORY_BUDGET * max(1, int(summary.get("workers") or 1))))
 
 
 def _attempts(trace: Trace) -> dict[str, Any]:
