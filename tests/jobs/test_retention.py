@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.generate import generate
 from tests.oracle import reference_files
+from tests.reliability.helpers import small_tmpfs
 from tests.jobs.test_watch import daemons, wait_until  # noqa: F401 - the fixture, shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,14 +124,9 @@ def test_top50_keeps_by_default_the_days_of_the_longest_window_in_use(tmp_path):
 
 
 def test_too_little_free_space_is_a_one_line_error_before_any_work(tmp_path):
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        import pytest
-        pytest.skip("needs root to mount a small tmpfs")
     generate(str(tmp_path / "logs"), days=7, lines_per_day=40000, end=DAYS[6])
     small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
-    try:
+    with small_tmpfs(small, "2m"):
         prom = tmp_path / "m.prom"
         run = cli("top50", "--logs", "logs", "--out", str(small / "out"), "--quiet",
                   "--metrics-file", str(prom), cwd=tmp_path)
@@ -141,5 +136,3 @@ def test_too_little_free_space_is_a_one_line_error_before_any_work(tmp_path):
         assert not list((small / "out" / "store").glob("daily/day-*"))  # nothing was reduced
         assert metrics(prom)["mapreduce_last_run_success"][0].value == 0
         assert metrics(prom)["mapreduce_last_success_timestamp_seconds"][0].value == 0
-    finally:
-        subprocess.run(["umount", str(small)], check=True)

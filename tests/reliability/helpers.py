@@ -3,13 +3,14 @@ its whole process group), check its one-line errors, and compute expected output
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import datetime as dt
 import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import orjson
 import pytest
@@ -148,3 +149,21 @@ def permission_bound_preexec() -> Callable[[], None] | None:
     if probe.returncode != 0:
         pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE (prctl refused)")
     return _drop_dac_capabilities
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: str | os.PathLike, size: str) -> Iterator[str]:
+    """A tmpfs of ``size`` (``1m``) mounted on the folder ``path`` for a real full disk; the test
+    is skipped, saying why, where mounting is impossible (not root, no mount)."""
+    os.makedirs(path, exist_ok=True)
+    try:
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a tmpfs: {exc}")
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root): {made.stderr.decode().strip()}")
+    try:
+        yield str(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], timeout=30)

@@ -12,7 +12,6 @@ import datetime as dt
 import errno
 import os
 import shutil
-import subprocess
 
 import pytest
 
@@ -21,7 +20,7 @@ from mapreduce.store import Store
 from mapreduce.cli import main
 from tests.conftest import DAY
 from tests.oracle import reference_files
-from tests.reliability.helpers import assert_error, no_temps, run_cli
+from tests.reliability.helpers import assert_error, no_temps, run_cli, small_tmpfs
 
 OUTPUTS = ("country_top50_20240107.txt", "user_top50_20240107.txt", "top50_20240107.summary.json")
 
@@ -138,18 +137,8 @@ def test_enospc_at_every_write(tmp_path, before, disk_full, capsys):
 @pytest.fixture
 def tmpfs(tmp_path):
     mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    try:
-        made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                              capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot mount a tmpfs: {exc}")
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {made.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(mount, "4m"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], timeout=30)
 
 
 def _leave_free(mount, free: int) -> None:

@@ -18,25 +18,15 @@ import pytest
 
 from tests.jobs.test_watch import (Daemon, assert_matches_oracle, day, daemons, iso,  # noqa: F401
                               drop_by_rename, make_logs, temps, wait_until)
-from tests.reliability.helpers import assert_error, assert_ok, run_cli
+from tests.reliability.helpers import assert_error, assert_ok, run_cli, small_tmpfs
 
 
 @pytest.fixture
 def small_out(tmp_path: Path) -> Iterator[Path]:
     """OUT as a 1 MiB tmpfs of its own (root only; skipped where mounting is impossible)."""
     out = tmp_path / "out"
-    out.mkdir()
-    try:
-        made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(out)],
-                              capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot mount a tmpfs: {exc}")
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {made.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(out, "1m"):
         yield out
-    finally:
-        subprocess.run(["umount", "-l", str(out)], timeout=30)
 
 
 def _fill(mount: Path) -> None:
