@@ -36,6 +36,7 @@ from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, LockBusy, Store
 from mapreduce.windowed import Ops, WindowJob
 from jobs.watch_events import Arrivals, Change, start_observer
+from jobs.watch_log import fields as _fields
 from jobs.watch_plan import Planner, Stale
 from jobs.watch_run import DateRuns, Stop
 
@@ -63,10 +64,6 @@ class WatchConfig:
     split_size: int = DEFAULT_SPLIT_SIZE
     ops: Ops = field(default_factory=Ops)
     metrics_file: str | None = None
-
-
-def _fields(**kw: Any) -> dict[str, Any]:
-    return {"fields": kw}
 
 
 def _file_key(path: str) -> tuple[int, int, int] | None:

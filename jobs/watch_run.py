@@ -14,6 +14,7 @@ from mapreduce.errors import JobError, UsageError
 from mapreduce.metrics import write_metrics
 from mapreduce.store import LockBusy
 from mapreduce.windowed import run_window_job
+from jobs.watch_log import fields as _fields
 from jobs.watch_plan import Stale
 
 if TYPE_CHECKING:
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jobs.watch")
 LOCK_POLL = 0.5      # seconds between tries of a store lock another job holds
-
-
-def _fields(**kw: Any) -> dict[str, Any]:
-    return {"fields": kw}
 
 
 class Stop(BaseException):
