@@ -127,9 +127,6 @@ class ArrayJob(_Parameterised):
     max_samples: int = 100
 
 
-AnyJob = _Parameterised
-
-
 @dataclass(frozen=True)
 class JobSpec:
     """What travels to a worker: the job's reference and its parameters, small and frozen."""
@@ -148,10 +145,6 @@ class JobSpec:
         """``module:Class`` without a file's folder: what an error message names."""
         module, _, cls = self.ref.rpartition(":")
         return f"{os.path.basename(module)}:{cls}"
-
-
-def spec_of(job: _Parameterised, ref: str) -> JobSpec:
-    return JobSpec(ref, tuple(sorted(job.params().items())))
 
 
 def resolve_ref(ref: str) -> str:
