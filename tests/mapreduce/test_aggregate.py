@@ -1,0 +1,110 @@
+"""The vectorised aggregates against plain-Python references, at every id width.
+
+The packing rule picks a different path by the widths of keys and counts (packed as they are,
+ranked, count in the low bits or beside them), so the strategies draw ids from narrow, 10-digit
+and full 63/64-bit ranges and counts from 1 to 2**40.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from mapreduce.aggregate import dense_rank, distinct_by_key, sum_by_key, top_k
+
+KEYS = ("group", "song")
+
+widths = st.sampled_from([3, 2**16, 10**10, 2**63 - 1, 2**64 - 1])
+
+
+@st.composite
+def tables(draw, with_counts: bool | None = None):
+    group_max, song_max = draw(widths), draw(widths)
+    count_max = draw(st.sampled_from([1, 255, 2**20, 2**40]))
+    counted = draw(st.booleans()) if with_counts is None else with_counts
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        n = draw(st.integers(0, 60))
+        # few distinct values, so that pairs repeat; the extremes always among them
+        pool_g = draw(st.lists(st.integers(0, group_max), min_size=1, max_size=6)) + [group_max]
+        pool_s = draw(st.lists(st.integers(0, song_max), min_size=1, max_size=6)) + [song_max]
+        g = draw(st.lists(st.sampled_from(pool_g), min_size=n, max_size=n))
+        s = draw(st.lists(st.sampled_from(pool_s), min_size=n, max_size=n))
+        table = {"group": np.array(g, dtype=np.uint64), "song": np.array(s, dtype=np.uint64)}
+        if counted:
+            c = draw(st.lists(st.integers(1, count_max), min_size=n, max_size=n))
+            table["count"] = np.array(c, dtype=np.uint64)
+        out.append(table)
+    return out
+
+
+def reference_sum(tables: list[dict[str, np.ndarray]]) -> list[tuple[int, int, int]]:
+    total: Counter = Counter()
+    for t in tables:
+        counts = t["count"].tolist() if "count" in t else [1] * len(t["group"])
+        for g, s, c in zip(t["group"].tolist(), t["song"].tolist(), counts):
+            total[(g, s)] += c
+    return sorted((g, s, c) for (g, s), c in total.items())
+
+
+def rows(table: dict[str, np.ndarray]) -> list[tuple[int, int, int]]:
+    return list(zip(*(table[n].tolist() for n in ("group", "song", "count"))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables())
+def test_sum_by_key_is_the_plain_sum_at_every_width(ts):
+    got = sum_by_key(ts, KEYS)
+    assert rows(got) == reference_sum(ts)
+    for column in got.values():
+        assert column.dtype.kind == "u"
+
+
+@settings(max_examples=100, deadline=None)
+@given(tables(with_counts=False))
+def test_distinct_by_key_is_the_union(ts):
+    got = distinct_by_key(ts, KEYS)
+    assert list(zip(got["group"].tolist(), got["song"].tolist())) == \
+        [(g, s) for g, s, _ in reference_sum(ts)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables(), st.integers(1, 5))
+def test_top_k_ranks_by_count_then_song(ts, k):
+    summed = sum_by_key(ts, KEYS)
+    best, rank = top_k(summed, k, KEYS)
+    by_group: dict[int, list[tuple[int, int]]] = {}
+    for g, s, c in reference_sum(ts):
+        by_group.setdefault(g, []).append((-c, s))
+    expected = [(g, s, -negc, r) for g in sorted(by_group)
+                for r, (negc, s) in enumerate(sorted(by_group[g])[:k])]
+    assert [(*row, r) for row, r in zip(rows(best), rank.tolist())] == expected
+
+
+def test_top_k_with_counts_too_wide_to_pack_beside_row_numbers():
+    table = {"group": np.array([1, 1, 1, 2], dtype=np.uint64),
+             "song": np.array([5, 6, 7, 1], dtype=np.uint64),
+             "count": np.array([2**63, 2**63 + 1, 2**63, 3], dtype=np.uint64)}
+    best, rank = top_k(table, 2, KEYS)
+    assert rows(best) == [(1, 6, 2**63 + 1), (1, 5, 2**63), (2, 1, 3)]
+    assert rank.tolist() == [0, 1, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=80))
+def test_dense_rank_orders_and_restores(values):
+    column = np.array(values, dtype=np.uint64)
+    ranks, distinct = dense_rank(column)
+    assert distinct.tolist() == sorted(set(values))
+    assert distinct[ranks].tolist() == values
+
+
+def test_dense_rank_of_many_rows_takes_the_packed_sort_and_the_argsort():
+    rng = np.random.default_rng(7)
+    narrow = rng.integers(0, 1000, 5000).astype(np.uint64)      # fits beside the row number
+    wide = rng.integers(2**62, 2**63, 5000).astype(np.uint64)   # does not
+    for column in (narrow, wide):
+        ranks, distinct = dense_rank(column)
+        assert np.array_equal(distinct, np.unique(column))
+        assert np.array_equal(distinct[ranks], column)
