@@ -40,7 +40,7 @@ class DailyListens(ArrayJob):
     def map_block(self, block: bytes, offset: int):
         parsed = parse_block(block, offset, self.max_samples)
         # Countries are few, so summing now shrinks a block's rows a lot; (user, song) pairs
-        # are nearly all distinct within a block, so they are summed once, when the task spills.
+        # are nearly all distinct within a task, so they are summed once, in the reduce.
         tables = {
             "country": sum_by_key([{"group": parsed["country"], "song": parsed["song"]}], KEYS),
             "user": {"group": parsed["user"], "song": parsed["song"]},
@@ -51,6 +51,13 @@ class DailyListens(ArrayJob):
 
     def combine(self, channel, tables):
         return sum_by_key(tables, KEYS)
+
+    def map_combine(self, channel, tables):
+        if channel == "user":
+            # a task's (user, song) pairs are nearly all distinct: summing them here would sort
+            # every row twice (here and in the reduce) to drop about one in ten
+            return {n: np.concatenate([t[n] for t in tables]) for n in KEYS}
+        return self.combine(channel, tables)
 
     def partition(self, channel, table, partitions):
         return partition_ints(table["group"], partitions)

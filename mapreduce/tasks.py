@@ -159,7 +159,7 @@ def _map_arrays(job: ArrayJob, task: MapTask) -> MapResult:
         for channel, tables in pending.items():
             if not tables:
                 continue
-            combined = job.combine(channel, tables)
+            combined = job.map_combine(channel, tables)
             tables.clear()
             rows = codec.table_rows(combined)
             if not rows:
