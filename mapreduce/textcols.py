@@ -1,8 +1,9 @@
 """Numeric columns to text without a Python call per row.
 
-Rows are laid out in a byte matrix, one fixed-width slot per column, digits right-aligned, with a
-mask of the bytes that belong to the row; ``matrix[mask]`` (row-major) is then the text of all rows
-back to back. Integer formatting is a few vectorised divisions per digit.
+Each column's length on every row is known first (digit counts, constant text), so each row's
+offset in the output is a cumulative sum, and every column is scattered straight to its bytes:
+one vectorised division and one scatter per digit position. A column shown on few rows (a line's
+prefix) costs only those rows.
 """
 from __future__ import annotations
 
@@ -57,61 +58,64 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
     """The concatenated text of ``rows`` rows; each row is its columns back to back."""
     if rows == 0:
         return b""
-    slots = []
+    slots: list[Text | Fixed | Int] = []
     for col in columns:
         if isinstance(col, bytes):
             col = Text(col)
         elif isinstance(col, np.ndarray):
             col = Int(col)
         slots.append(col)
-    widths, lengths = [], []
-    for col in slots:
+    lengths = [_lengths(col, rows) for col in slots]
+    row_ends = np.cumsum(sum(lengths), dtype=np.int64)
+    total = int(row_ends[-1])
+    # every byte is placed at its final offset; a row's unused digit positions land on the
+    # one spare byte past the end, so that each digit position is one unmasked scatter
+    out = np.empty(total + 1, dtype=np.uint8)
+    cursor = row_ends
+    cursor -= sum(lengths)                     # each row's start, advanced column by column
+    for col, length in zip(slots, lengths):
+        shown = None if col.where is None else np.flatnonzero(col.where)
+        at = cursor if shown is None else cursor[shown]
         if isinstance(col, Text):
-            width = len(col.data)
-            length = np.full(rows, width, dtype=np.int64)
+            for j, byte in enumerate(col.data):
+                out[at + j] = byte
         elif isinstance(col, Fixed):
-            width = col.data.shape[1]
-            length = np.full(rows, width, dtype=np.int64)
+            data = col.data if shown is None else col.data[shown]
+            for j in range(data.shape[1]):
+                out[at + j] = data[:, j]
         else:
-            length = digit_counts(col.data)
-            if col.where is not None:
-                length = np.where(col.where, length, 0)
-            width = int(length.max()) if rows else 0
-        if col.where is not None:
-            length = np.where(col.where, length, 0)
-        widths.append(width)
-        lengths.append(length)
-    total = sum(widths)
-    matrix = np.empty((rows, total), dtype=np.uint8)
-    mask = np.empty((rows, total), dtype=bool)
-    start = 0
-    for col, width, length in zip(slots, widths, lengths):
-        if width == 0:
-            continue
-        block = matrix[:, start:start + width]
-        # bytes of a slot used by a row are its last `length` positions
-        np.greater(length.astype(np.uint8)[:, None],
-                   np.arange(width - 1, -1, -1, dtype=np.uint8), out=mask[:, start:start + width])
-        if isinstance(col, Text):
-            block[:] = np.frombuffer(col.data, dtype=np.uint8)
-        elif isinstance(col, Fixed):
-            block[:] = col.data
-        else:
-            # digits only for the rows that show the column (a line's prefix is on few rows)
-            rows_shown = None if col.where is None else np.flatnonzero(col.where)
-            values = col.data if rows_shown is None else col.data[rows_shown]
-            small = values.size == 0 or int(values.max()) < 2**32
-            dtype = np.uint32 if small else np.uint64  # 32-bit division vectorises far better
-            v = values.astype(dtype, copy=True)
-            digits = np.empty((len(v), width), dtype=np.uint8)
-            ten = dtype(10)
-            for j in range(width - 1, -1, -1):
-                v, digit = np.divmod(v, ten)
-                digits[:, j] = digit
-            digits += 48
-            if rows_shown is None:
-                block[:] = digits
-            else:
-                block[rows_shown] = digits
-        start += width
-    return matrix[mask].tobytes()
+            _place_digits(out, at, col.data if shown is None else col.data[shown],
+                          length if shown is None else length[shown], total)
+        cursor += length
+    return out[:total].tobytes()
+
+
+def _lengths(col: Text | Fixed | Int, rows: int) -> np.ndarray:
+    if isinstance(col, Text):
+        length = np.full(rows, len(col.data), dtype=np.int64)
+    elif isinstance(col, Fixed):
+        length = np.full(rows, col.data.shape[1], dtype=np.int64)
+    else:
+        length = digit_counts(col.data)
+    if col.where is not None:
+        length = np.where(col.where, length, 0)
+    return length
+
+
+def _place_digits(out: np.ndarray, at: np.ndarray, values: np.ndarray, length: np.ndarray,
+                  spare: int) -> None:
+    """Write ``values`` in decimal, right-aligned in the ``length`` bytes from ``at``."""
+    if not len(values):
+        return
+    small = int(values.max()) < 2**32
+    dtype = np.uint32 if small else np.uint64  # 32-bit division vectorises far better
+    v = values.astype(dtype, copy=True)
+    ten = dtype(10)
+    last = at + length - 1                     # the units digit's offset
+    for j in range(int(length.max())):
+        v, digit = np.divmod(v, ten)
+        digit += 48
+        where = last - j
+        if j:
+            where[length <= j] = spare
+        out[where] = digit
