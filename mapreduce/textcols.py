@@ -18,13 +18,8 @@ _POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
 def digit_counts(values: np.ndarray) -> np.ndarray:
     """Decimal digits of each non-negative integer (0 has one)."""
     v = values.astype(np.uint64, copy=False)
-    n = np.ones(len(v), dtype=np.int64)
-    top = int(v.max()) if len(v) else 0
-    for k in range(1, 20):
-        if _POW10[k] > top:
-            break
-        n += v >= _POW10[k]
-    return n
+    # one binary search among the powers of ten, not a comparison pass per power
+    return np.searchsorted(_POW10[1:], v, side="right").astype(np.int64) + 1
 
 
 @dataclass(frozen=True)
@@ -66,13 +61,13 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
             col = Int(col)
         slots.append(col)
     lengths = [_lengths(col, rows) for col in slots]
-    row_ends = np.cumsum(sum(lengths), dtype=np.int64)
+    row_lengths = sum(lengths)
+    row_ends = np.cumsum(row_lengths, dtype=np.int64)
     total = int(row_ends[-1])
-    # every byte is placed at its final offset; a row's unused digit positions land on the
-    # one spare byte past the end, so that each digit position is one unmasked scatter
-    out = np.empty(total + 1, dtype=np.uint8)
-    cursor = row_ends
-    cursor -= sum(lengths)                     # each row's start, advanced column by column
+    out = np.empty(total, dtype=np.uint8)     # every byte is placed at its final offset
+    index = np.int32 if total < 2**31 else np.int64  # half the memory traffic when it fits
+    cursor = (row_ends - row_lengths).astype(index)  # each row's start, advanced column by column
+    del row_ends, row_lengths
     for col, length in zip(slots, lengths):
         shown = None if col.where is None else np.flatnonzero(col.where)
         at = cursor if shown is None else cursor[shown]
@@ -85,9 +80,9 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
                 out[at + j] = data[:, j]
         else:
             _place_digits(out, at, col.data if shown is None else col.data[shown],
-                          length if shown is None else length[shown], total)
-        cursor += length
-    return out[:total].tobytes()
+                          length if shown is None else length[shown])
+        cursor += length.astype(index, copy=False)
+    return out.tobytes()
 
 
 def _lengths(col: Text | Fixed | Int, rows: int) -> np.ndarray:
@@ -102,20 +97,32 @@ def _lengths(col: Text | Fixed | Int, rows: int) -> np.ndarray:
     return length
 
 
-def _place_digits(out: np.ndarray, at: np.ndarray, values: np.ndarray, length: np.ndarray,
-                  spare: int) -> None:
+def _place_digits(out: np.ndarray, at: np.ndarray, values: np.ndarray,
+                  length: np.ndarray) -> None:
     """Write ``values`` in decimal, right-aligned in the ``length`` bytes from ``at``."""
     if not len(values):
         return
-    small = int(values.max()) < 2**32
-    dtype = np.uint32 if small else np.uint64  # 32-bit division vectorises far better
-    v = values.astype(dtype, copy=True)
-    ten = dtype(10)
-    last = at + length - 1                     # the units digit's offset
-    for j in range(int(length.max())):
-        v, digit = np.divmod(v, ten)
-        digit += 48
-        where = last - j
-        if j:
-            where[length <= j] = spare
-        out[where] = digit
+    # rows by digit count, most first: digit j is then wanted by a prefix of the rows, so each
+    # digit position is a division and a scatter over a shrinking slice, with no masks
+    order = np.argsort(-length.astype(np.int8), kind="stable")
+    last = (at + (length - 1).astype(at.dtype))[order]  # each row's units digit
+    wanted = np.bincount(length, minlength=21)[::-1].cumsum()[::-1]  # rows with >= k digits
+    v = values[order].astype(np.uint64, copy=False)
+    # 32-bit division vectorises far better: ids past 2**32 are cut into their last nine
+    # digits and the rest, each small enough
+    pieces = [(v.astype(np.uint32), 0)]
+    if len(v) and int(v.max()) >= 2**32:
+        high, low = np.divmod(v, np.uint64(10**9))
+        pieces = [(low.astype(np.uint32), 0), (_narrow32(high), 9)]
+    top = int(length.max())
+    for i, (part, first) in enumerate(pieces):
+        ten = part.dtype.type(10)
+        for j in range(first, top if i == len(pieces) - 1 else min(top, 9)):
+            rows = int(wanted[j + 1])
+            part, digit = np.divmod(part[:rows], ten)
+            digit += 48
+            out[last[:rows] - j] = digit
+
+
+def _narrow32(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.uint32) if int(values.max()) < 2**32 else values
