@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mapreduce import kernels
 from mapreduce.codec import narrowest
 
 KEYS = ("group", "item")
@@ -187,6 +188,10 @@ def top_k(table: dict[str, np.ndarray], k: int, keys: tuple[str, str] = KEYS,
     n = len(group)
     if n == 0:
         return table, np.zeros(0, dtype=np.int64)
+    if kernels.enabled() and _bits([counts]) + (n - 1).bit_length() <= 64:
+        rows, rank = _top_k_kernel(group.astype(_U64, copy=False), counts.astype(_U64),
+                                   min(k, n), (n - 1).bit_length())
+        return {g: group[rows], s: table[s][rows], count: counts[rows]}, rank
     group_start = _run_starts(group)
     dense = np.zeros(n, dtype=_U64)
     dense[group_start] = 1
@@ -210,3 +215,59 @@ def top_k(table: dict[str, np.ndarray], k: int, keys: tuple[str, str] = KEYS,
     keep = rank < k
     rows = rows[keep]
     return {g: group[rows], s: table[s][rows], count: counts[rows]}, rank[keep]
+
+
+@kernels.kernel
+def _top_k_kernel(group: np.ndarray, counts: np.ndarray, k: int,
+                  row_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per run of equal ``group``: the ``k`` rows of most count, ties by row (item) order,
+    kept in a bounded max-heap of (count descending, row) keys, so that a large group (a
+    country's songs) costs a comparison per row, not a sort."""
+    n = len(group)
+    rows = np.empty(n, np.int64)
+    ranks = np.empty(n, np.int64)
+    heap = np.empty(k, np.uint64)
+    shift = np.uint64(row_bits)
+    top = np.uint64(0)
+    for i in range(n):
+        top = max(top, counts[i])
+    kept = 0
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and group[hi] == group[lo]:
+            hi += 1
+        size = 0
+        for r in range(lo, hi):
+            key = ((top - counts[r]) << shift) | np.uint64(r - lo)
+            if size < k:
+                i = size
+                heap[i] = key
+                size += 1
+                while i > 0:
+                    parent = (i - 1) // 2
+                    if heap[parent] >= heap[i]:
+                        break
+                    heap[parent], heap[i] = heap[i], heap[parent]
+                    i = parent
+            elif key < heap[0]:
+                heap[0] = key
+                i = 0
+                while True:
+                    child = 2 * i + 1
+                    if child >= size:
+                        break
+                    if child + 1 < size and heap[child + 1] > heap[child]:
+                        child += 1
+                    if heap[i] >= heap[child]:
+                        break
+                    heap[i], heap[child] = heap[child], heap[i]
+                    i = child
+        chosen = np.sort(heap[:size])
+        mask = (np.uint64(1) << shift) - np.uint64(1)
+        for t in range(size):
+            rows[kept] = lo + np.int64(chosen[t] & mask)
+            ranks[kept] = t
+            kept += 1
+        lo = hi
+    return rows[:kept], ranks[:kept]

@@ -12,6 +12,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from mapreduce import kernels
+
 _POW10 = np.array([10**k for k in range(20)], dtype=np.uint64)
 
 
@@ -102,6 +104,10 @@ def _place_digits(out: np.ndarray, at: np.ndarray, values: np.ndarray,
     """Write ``values`` in decimal, right-aligned in the ``length`` bytes from ``at``."""
     if not len(values):
         return
+    if kernels.enabled():
+        _place_digits_kernel(out, at, values.astype(np.uint64, copy=False),
+                             length.astype(np.int64, copy=False))
+        return
     # rows by digit count, most first: digit j is then wanted by a prefix of the rows, so each
     # digit position is a division and a scatter over a shrinking slice, with no masks
     order = np.argsort(-length.astype(np.int8), kind="stable")
@@ -126,3 +132,17 @@ def _place_digits(out: np.ndarray, at: np.ndarray, values: np.ndarray,
 
 def _narrow32(values: np.ndarray) -> np.ndarray:
     return values.astype(np.uint32) if int(values.max()) < 2**32 else values
+
+
+@kernels.kernel
+def _place_digits_kernel(out: np.ndarray, at: np.ndarray, values: np.ndarray,
+                         length: np.ndarray) -> None:
+    ten = np.uint64(10)
+    for i in range(len(values)):
+        v = values[i]
+        p = at[i] + length[i] - 1
+        for _ in range(length[i]):
+            q = v // ten
+            out[p] = np.uint8(48 + (v - q * ten))
+            v = q
+            p -= 1

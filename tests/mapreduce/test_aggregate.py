@@ -12,6 +12,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from mapreduce.aggregate import dense_rank, distinct_by_key, sum_by_key, top_k
+from tests.mapreduce.backends import BACKENDS, backend
 
 KEYS = ("group", "song")
 
@@ -73,22 +74,40 @@ def test_distinct_by_key_is_the_union(ts):
 @given(tables(), st.integers(1, 5))
 def test_top_k_ranks_by_count_then_song(ts, k):
     summed = sum_by_key(ts, KEYS)
-    best, rank = top_k(summed, k, KEYS)
     by_group: dict[int, list[tuple[int, int]]] = {}
     for g, s, c in reference_sum(ts):
         by_group.setdefault(g, []).append((-c, s))
     expected = [(g, s, -negc, r) for g in sorted(by_group)
                 for r, (negc, s) in enumerate(sorted(by_group[g])[:k])]
-    assert [(*row, r) for row, r in zip(rows(best), rank.tolist())] == expected
+    for name in BACKENDS:
+        with backend(name):
+            best, rank = top_k(summed, k, KEYS)
+        assert [(*row, r) for row, r in zip(rows(best), rank.tolist())] == expected, name
 
 
 def test_top_k_with_counts_too_wide_to_pack_beside_row_numbers():
     table = {"group": np.array([1, 1, 1, 2], dtype=np.uint64),
              "song": np.array([5, 6, 7, 1], dtype=np.uint64),
              "count": np.array([2**63, 2**63 + 1, 2**63, 3], dtype=np.uint64)}
-    best, rank = top_k(table, 2, KEYS)
-    assert rows(best) == [(1, 6, 2**63 + 1), (1, 5, 2**63), (2, 1, 3)]
-    assert rank.tolist() == [0, 1, 0]
+    for name in BACKENDS:
+        with backend(name):
+            best, rank = top_k(table, 2, KEYS)
+        assert rows(best) == [(1, 6, 2**63 + 1), (1, 5, 2**63), (2, 1, 3)], name
+        assert rank.tolist() == [0, 1, 0]
+
+
+def test_top_k_of_a_group_far_larger_than_k():
+    rng = np.random.default_rng(3)
+    n = 20_000                                  # one country's songs, say: the heap's case
+    table = {"group": np.zeros(n, dtype=np.uint64), "song": np.arange(n, dtype=np.uint64),
+             "count": rng.integers(1, 50, n).astype(np.uint64)}
+    want = sorted(zip((-table["count"].astype(np.int64)).tolist(), table["song"].tolist()))[:50]
+    for name in BACKENDS:
+        with backend(name):
+            best, rank = top_k(table, 50, KEYS)
+        assert list(zip((-best["count"].astype(np.int64)).tolist(), best["song"].tolist())) \
+            == want, name
+        assert rank.tolist() == list(range(50))
 
 
 @settings(max_examples=200, deadline=None)
