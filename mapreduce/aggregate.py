@@ -110,6 +110,10 @@ def sum_by_key(tables: list[dict[str, np.ndarray]], keys: tuple[str, str] = KEYS
     tables = [t for t in tables if len(t[g])]
     if not tables:
         return _empty(keys, count)
+    if kernels.enabled():
+        merged = _sum_runs_by_group(tables, keys, count)
+        if merged is not None:
+            return merged
     group = _KeyColumn(_concat([t[g] for t in tables]))
     item = _KeyColumn(_concat([t[s] for t in tables]))
     with_counts = any(count in t for t in tables)
@@ -145,6 +149,78 @@ def sum_by_key(tables: list[dict[str, np.ndarray]], keys: tuple[str, str] = KEYS
         counts = np.add.reduceat(counts[order], starts)
     high, low = _unpack(packed[starts], item_bits)
     return {g: group.decode(high), s: item.decode(low), count: narrowest(counts)}
+
+
+def _sum_runs_by_group(tables: list[dict[str, np.ndarray]], keys: tuple[str, str],
+                       count: str) -> dict[str, np.ndarray] | None:
+    """``sum_by_key`` for tables each sorted by group (a window's day tables), in three passes:
+    every row packed as (group's rank, item, count) into one uint64, a SIMD sort, one loop
+    summing equal keys. The ranks come from walking each table beside the sorted union of
+    groups, not from a search. None when the tables are not so sorted or do not fit."""
+    g, s = keys
+    groups = [t[g].astype(_U64, copy=False) for t in tables]
+    if not all(_is_sorted(column) for column in groups):
+        return None
+    distinct = np.unique(np.concatenate([column[_run_starts(column)] for column in groups]))
+    rank_bits = max(len(distinct) - 1, 0).bit_length()
+    item_bits = _bits([t[s] for t in tables])
+    count_bits = max(_bits([t[count] for t in tables if count in t]), 1)
+    if rank_bits + item_bits + count_bits > 64:
+        return None
+    packed = np.empty(sum(len(column) for column in groups), dtype=_U64)
+    at = 0
+    for table, column in zip(tables, groups):
+        counts = table[count] if count in table else np.ones(1, dtype=_U64)
+        _pack_run(column, table[s].astype(_U64, copy=False), counts.astype(_U64, copy=False),
+                  count in table, distinct, item_bits, count_bits, packed[at:at + len(column)])
+        at += len(column)
+    packed.sort()
+    group, item, counts = _sum_packed(packed, distinct, item_bits, count_bits)
+    return {g: narrowest(group), s: narrowest(item), count: narrowest(counts)}
+
+
+@kernels.kernel
+def _is_sorted(column: np.ndarray) -> bool:
+    for i in range(1, len(column)):
+        if column[i] < column[i - 1]:
+            return False
+    return True
+
+
+@kernels.kernel
+def _pack_run(group: np.ndarray, item: np.ndarray, counts: np.ndarray, counted: bool,
+              distinct: np.ndarray, item_bits: int, count_bits: int, out: np.ndarray) -> None:
+    rank = 0
+    one = np.uint64(1)
+    for i in range(len(group)):
+        while distinct[rank] < group[i]:
+            rank += 1
+        key = (np.uint64(rank) << np.uint64(item_bits)) | item[i]
+        out[i] = (key << np.uint64(count_bits)) | (counts[i] if counted else one)
+
+
+@kernels.kernel
+def _sum_packed(packed: np.ndarray, distinct: np.ndarray, item_bits: int,
+                count_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(packed)
+    group = np.empty(n, np.uint64)
+    item = np.empty(n, np.uint64)
+    counts = np.empty(n, np.uint64)
+    count_mask = (np.uint64(1) << np.uint64(count_bits)) - np.uint64(1)
+    item_mask = (np.uint64(1) << np.uint64(item_bits)) - np.uint64(1)
+    out = -1
+    previous = np.uint64(0)
+    for i in range(n):
+        key = packed[i] >> np.uint64(count_bits)
+        if out < 0 or key != previous:
+            out += 1
+            previous = key
+            group[out] = distinct[key >> np.uint64(item_bits)]
+            item[out] = key & item_mask
+            counts[out] = packed[i] & count_mask
+        else:
+            counts[out] += packed[i] & count_mask
+    return group[:out + 1], item[:out + 1], counts[:out + 1]
 
 
 def _concat(columns: list[np.ndarray]) -> np.ndarray:
@@ -263,10 +339,10 @@ def _top_k_kernel(group: np.ndarray, counts: np.ndarray, k: int,
                         break
                     heap[i], heap[child] = heap[child], heap[i]
                     i = child
-        chosen = np.sort(heap[:size])
+        heap[:size].sort()
         mask = (np.uint64(1) << shift) - np.uint64(1)
         for t in range(size):
-            rows[kept] = lo + np.int64(chosen[t] & mask)
+            rows[kept] = lo + np.int64(heap[t] & mask)
             ranks[kept] = t
             kept += 1
         lo = hi

@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from mapreduce import kernels
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
 from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns
@@ -250,7 +251,21 @@ def _gather(rows: np.ndarray, source: np.ndarray, file_start: np.ndarray, length
     buffer = np.frombuffer(b"".join(pieces), dtype=np.uint8)
     line_len = lengths[rows].astype(np.int64)
     line_src = file_start[rows] + piece_base[src]
+    if kernels.enabled():
+        out = np.empty(int(line_len.sum()), dtype=np.uint8)
+        _copy_lines(buffer, line_src, line_len, out)
+        return out.tobytes()
     out_start = np.cumsum(line_len) - line_len
     index = np.repeat((line_src - out_start).astype(np.int32), line_len)
     index += np.arange(len(index), dtype=np.int32)
     return buffer[index].tobytes()
+
+
+@kernels.kernel
+def _copy_lines(buffer: np.ndarray, line_src: np.ndarray, line_len: np.ndarray,
+                out: np.ndarray) -> None:
+    at = 0
+    for i in range(len(line_src)):
+        start, length = line_src[i], line_len[i]
+        out[at:at + length] = buffer[start:start + length]
+        at += length

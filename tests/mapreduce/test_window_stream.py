@@ -8,10 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from mapreduce import codec
+from mapreduce import codec, kernels
 from mapreduce.sortedruns import SortedRuns, plan_cuts
 from mapreduce.tablefile import TableWriter, write_table
 from mapreduce.window import WindowResult, concatenate, merge_tasks, run_merge
+from tests.mapreduce.backends import BACKENDS
 
 
 def _sorted_table(rng: np.random.Generator, rows: int, group_top: int, item_top: int):
@@ -122,10 +123,13 @@ def _result(tmp_path, i: int, lines: list[tuple[int, bytes]]) -> WindowResult:
                         len(text), 0.0)
 
 
+@pytest.mark.parametrize("kernel_backend", BACKENDS)
 @pytest.mark.parametrize("ranges_of", [1, 150])
-def test_merge_by_key_ranges_orders_huge_keys_exactly(tmp_path, monkeypatch, ranges_of):
+def test_merge_by_key_ranges_orders_huge_keys_exactly(tmp_path, monkeypatch, ranges_of,
+                                                      kernel_backend):
     import mapreduce.window as window
 
+    monkeypatch.setenv(kernels.ENV, kernel_backend)
     monkeypatch.setattr(window, "MERGE_SMALL_LINES", 0)
     monkeypatch.setattr(window, "MERGE_TASK_LINES", ranges_of)
     rng = np.random.default_rng(11)
