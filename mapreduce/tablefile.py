@@ -36,6 +36,8 @@ import numpy as np
 import orjson
 import zstandard
 
+from mapreduce import kernels
+
 MAGIC = b"MRTABLE2"
 BLOCK_ROWS = 16384   # rows per block: what a streaming reader holds per open table
 ZSTD_LEVEL = 1       # level 3 saves under 1 % more on these columns, at twice the time
@@ -267,7 +269,7 @@ class TableReader:
             except (zstandard.ZstdError, ValueError) as exc:
                 raise Damaged(f"column {name!r} of block {self.next_block - 1}: {exc}") from None
             out[name] = col.astype(self.dtypes[name], copy=False)
-            if block.rows > 1:
+            if block.rows > 1 and j < len(self.names) - 1:  # what the next column's "r" needs
                 if j == 0:
                     same[1:] = col[1:] == col[:-1]
                 else:
@@ -284,6 +286,13 @@ class TableReader:
         data = self._decompressor.decompress(piece, max_output_size=rows * dtype.itemsize)
         if len(data) != rows * dtype.itemsize:
             raise ValueError("wrong length")
+        if kernels.enabled() and dtype.kind == "u" and dtype.itemsize > 1:
+            if coding not in ("z", "d", "r"):
+                raise ValueError(f"unknown coding {coding!r}")
+            out = np.empty(rows, dtype=np.uint64)
+            _decode_kernel(np.frombuffer(data, dtype=np.uint8), dtype.itemsize, "zdr".index(coding),
+                           np.uint64(block.first or 0), same, out)
+            return out
         values = _unshuffle(data, dtype, rows)
         if coding == "z":
             return values
@@ -306,6 +315,25 @@ class TableReader:
         crc = zlib.crc32(self._footer_bytes, self._crc)
         if crc32 is not None and crc != crc32:
             raise Damaged("checksum mismatch (truncated or altered on disk)")
+
+
+@kernels.kernel
+def _decode_kernel(data: np.ndarray, itemsize: int, coding: int, first: np.uint64,
+                   same: np.ndarray, out: np.ndarray) -> None:
+    """Unshuffle and undo the coding (0 ``z``, 1 ``d``, 2 ``r``) in one pass."""
+    rows = len(out)
+    previous = first
+    for i in range(rows):
+        value = np.uint64(0)
+        for b in range(itemsize):
+            value |= np.uint64(data[b * rows + i]) << np.uint64(8 * b)
+        if coding == 1:
+            previous += value          # wraps like numpy's uint64 cumsum
+            value = previous
+        elif coding == 2:
+            if i > 0 and same[i]:
+                value += out[i - 1]
+        out[i] = value
 
 
 def open_reader(path: str) -> tuple[BinaryIO, TableReader]:

@@ -23,8 +23,11 @@ def _sorted_table(rng: np.random.Generator, rows: int, group_top: int, item_top:
             "count": rng.integers(1, 300, rows).astype(np.uint16)}
 
 
+@pytest.mark.parametrize("kernel_backend", BACKENDS)
 @pytest.mark.parametrize("group_top,item_top", [(50, 10**6), (2**40, 10**10), (2**64 - 1, 2**63)])
-def test_compact_table_round_trips_exactly_across_blocks(tmp_path, group_top, item_top):
+def test_compact_table_round_trips_exactly_across_blocks(tmp_path, monkeypatch, group_top,
+                                                         item_top, kernel_backend):
+    monkeypatch.setenv(kernels.ENV, kernel_backend)
     rng = np.random.default_rng(group_top % 1000)
     table = _sorted_table(rng, 5000, group_top, item_top)
     table["signed"] = rng.integers(-5, 5, 5000)
