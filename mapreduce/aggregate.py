@@ -44,6 +44,13 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     row order) and those values, sorted. ``values[ranks]`` is the column again."""
     n = len(column)
     index_bits = max(n - 1, 0).bit_length()
+    if kernels.enabled() and n:
+        # one hash probe per row, then a sort of the distinct values alone
+        ids, seen = _hash_ids(column.astype(_U64, copy=False), (2 * n - 1).bit_length())
+        order = np.argsort(seen)
+        rank_of = np.empty(len(seen), dtype=_U64)
+        rank_of[order] = np.arange(len(seen), dtype=_U64)
+        return rank_of[ids], seen[order]
     if _bits([column]) + index_bits <= 64:
         # the row number rides in the low bits, so a plain sort stands in for an argsort
         keyed = column.astype(_U64) << _U64(index_bits)
@@ -66,6 +73,38 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ranks = np.empty(n, dtype=_U64)
     ranks[rows] = np.cumsum(starts, out=starts) - _U64(1)
     return ranks, ordered[_run_starts(ordered)]
+
+
+@kernels.kernel
+def _hash_ids(column: np.ndarray, table_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's id among the distinct values (in order of first appearance) and those
+    values, by open addressing in a table of 2**table_bits slots (at least twice the rows)."""
+    n = len(column)
+    size = 1 << table_bits
+    slot_id = np.full(size, -1, np.int64)
+    slot_value = np.empty(size, np.uint64)
+    ids = np.empty(n, np.int64)
+    seen = np.empty(n, np.uint64)
+    distinct = 0
+    mask = np.uint64(size - 1)
+    drop = np.uint64(64 - table_bits)
+    for i in range(n):
+        value = column[i]
+        h = (value * np.uint64(0x9E3779B97F4A7C15)) >> drop & mask
+        while True:
+            found = slot_id[h]
+            if found < 0:
+                slot_id[h] = distinct
+                slot_value[h] = value
+                seen[distinct] = value
+                ids[i] = distinct
+                distinct += 1
+                break
+            if slot_value[h] == value:
+                ids[i] = found
+                break
+            h = (h + np.uint64(1)) & mask
+    return ids, seen[:distinct]
 
 
 class _KeyColumn:
