@@ -5,10 +5,11 @@ A line is ``sng_id|user_id|country``. It is valid when, after removing its ``\\n
 digits worth at most 2**63-1, and ``country`` is one of the 249 assigned ISO 3166-1 alpha-2 codes.
 Anything else is corrupt: counted, sampled (byte offset and text) and otherwise ignored.
 
-Parsing is vectorised over a whole block of lines: newline and ``|`` positions come from one numpy
-scan; each id is read as one uint64 per eight digits (a 10-digit id, the common width, takes two),
-validated and converted eight digits at a time with SWAR arithmetic, so the cost per line is a few
-dozen machine operations whatever the ids' widths, not a Python call.
+Parsing is one compiled pass over a block's bytes (``mapreduce.kernels``: each line checked and
+converted as it is scanned). The numpy reference, used with ``MAPREDUCE_KERNELS=numpy``, is
+vectorised over the block: newline and ``|`` positions come from one numpy scan; each id is read
+as one uint64 per eight digits (a 10-digit id, the common width, takes two), validated and
+converted eight digits at a time with SWAR arithmetic.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mapreduce import kernels
 from mapreduce.codec import narrowest
 from mapreduce.inputs import DatedInputs
 
@@ -198,6 +200,8 @@ def _strided(buf: np.ndarray, start: int, count: int, dtype: type) -> np.ndarray
 def parse_block(block: bytes, offset: int = 0, max_samples: int = 0) -> dict[str, Any]:
     """Parse whole lines; returns songs, users, countries (indices) of the valid lines, in order,
     the number of lines and corrupt lines, and up to ``max_samples`` corrupt-line samples."""
+    if kernels.enabled():
+        return _parse_block_compiled(block, offset, max_samples)
     size = len(block)
     # The block in a buffer between _PAD bytes ending in a '\n' (so every line, the first one
     # included, follows a '\n', and every word read before a field is in the buffer) and 4 bytes
@@ -262,3 +266,66 @@ def parse_block(block: bytes, offset: int = 0, max_samples: int = 0) -> dict[str
             text = block[start:stop][: SAMPLE_CHARS].decode("utf-8", "backslashreplace")
             result["samples"].append({"offset": offset + start, "line": text})
     return result
+
+
+def _parse_block_compiled(block: bytes, offset: int, max_samples: int) -> dict[str, Any]:
+    data = np.frombuffer(block, dtype=np.uint8)
+    most = len(block) // 6 + 1  # the shortest valid line, "1|1|FR\n", is 7 bytes
+    songs, users = np.empty(most, np.uint64), np.empty(most, np.uint64)
+    countries = np.empty(most, np.uint8)
+    bad = np.empty((max(max_samples, 0), 2), np.int64)
+    valid, lines, corrupt = _parse_lines(data, COUNTRY_INDEX, songs, users, countries, bad)
+    samples = []
+    for start, stop in bad[:min(corrupt, len(bad))].tolist():
+        text = block[start:stop][:SAMPLE_CHARS].decode("utf-8", "backslashreplace")
+        samples.append({"offset": offset + start, "line": text})
+    return {"song": narrowest(songs[:valid]), "user": narrowest(users[:valid]),
+            "country": countries[:valid].copy(), "lines": lines, "corrupt": corrupt,
+            "samples": samples}
+
+
+@kernels.kernel
+def _parse_lines(data: np.ndarray, country_index: np.ndarray, songs: np.ndarray,
+                 users: np.ndarray, countries: np.ndarray,
+                 bad: np.ndarray) -> tuple[int, int, int]:
+    """Each line checked against the rule of this module's docstring as it is scanned; the
+    valid lines' fields written out, the first ``len(bad)`` corrupt lines' (start, stop)."""
+    n = len(data)
+    ten, zero, most = np.uint64(10), np.uint64(48), np.uint64(MAX_ID)
+    valid = lines = corrupt = 0
+    pos = 0
+    while pos < n:
+        end = pos
+        while end < n and data[end] != 10:
+            end += 1
+        lines += 1
+        stop = end - 1 if end > pos and data[end - 1] == 13 else end
+        ok = False
+        at = pos
+        song = np.uint64(0)
+        while at < stop and 48 <= data[at] <= 57:
+            song = song * ten + (np.uint64(data[at]) - zero)  # wraps past 19 digits: rejected
+            at += 1
+        if 1 <= at - pos <= MAX_DIGITS and at < stop and data[at] == 124 and song <= most:
+            at += 1
+            first = at
+            user = np.uint64(0)
+            while at < stop and 48 <= data[at] <= 57:
+                user = user * ten + (np.uint64(data[at]) - zero)
+                at += 1
+            if 1 <= at - first <= MAX_DIGITS and at < stop and data[at] == 124 and user <= most \
+                    and stop - at == 3:
+                code = country_index[np.int64(data[at + 1]) * 256 + np.int64(data[at + 2])]
+                if code >= 0:
+                    songs[valid] = song
+                    users[valid] = user
+                    countries[valid] = code
+                    valid += 1
+                    ok = True
+        if not ok:
+            if corrupt < len(bad):
+                bad[corrupt, 0] = pos
+                bad[corrupt, 1] = stop
+            corrupt += 1
+        pos = end + 1
+    return valid, lines, corrupt
