@@ -20,7 +20,7 @@ import psutil
 from mapreduce import codec
 from mapreduce.job import ArrayJob, Job, JobSpec, load_job
 from mapreduce.memtune import release_free_memory
-from mapreduce.partition import partition_of
+from mapreduce.partition import group_by_partition, partition_of
 from mapreduce.splits import DEFAULT_BLOCK_SIZE, Split, iter_lines, read_blocks
 
 RECORD_CHANNEL = "records"
@@ -165,16 +165,16 @@ def _map_arrays(job: ArrayJob, task: MapTask) -> MapResult:
             if not rows:
                 continue
             parts = job.partition(channel, combined, task.partitions)
-            order = np.argsort(parts, kind="stable")  # keeps each partition's rows in key order
-            bounds = np.searchsorted(parts[order], np.arange(task.partitions + 1))
+            grouped, bounds = group_by_partition(combined, parts, task.partitions)
+            del combined, parts
             for p in range(task.partitions):
                 lo, hi = bounds[p], bounds[p + 1]
                 if lo == hi:
                     continue
-                rows_p = order[lo:hi]
                 path = _run_path(task, channel, p, spills, "tbl")
-                codec.save_table(path, {n: col[rows_p] for n, col in combined.items()})
+                codec.save_table(path, {n: col[lo:hi] for n, col in grouped.items()})
                 runs.append((channel, p, path))
+            del grouped
         pending_bytes = 0
         spills += 1
 
