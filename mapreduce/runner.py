@@ -168,7 +168,7 @@ def run_job(job_ref: str | JobSpec, inputs: Sequence[str], output: str, backend:
     try:
         with MemorySampler() as memory:
             seen = {path: _file_state(path) for path in inputs}
-            splits = plan_splits(inputs, split_size)
+            splits = plan_splits(inputs, split_size, max(1, backend.workers))
             map_tasks = [MapTask(job_ref, i, s, reducers, scratch, memory_budget, block_size)
                          for i, s in enumerate(splits)]
             with clock.stage("map"):
