@@ -44,7 +44,7 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     row order) and those values, sorted. ``values[ranks]`` is the column again."""
     n = len(column)
     index_bits = max(n - 1, 0).bit_length()
-    if kernels.enabled() and 0 < n <= _HASH_ROWS:
+    if kernels.enabled() and n:
         # one hash probe per row, then a sort of the distinct values alone
         ids, seen = _hash_ids(column.astype(_U64, copy=False), (2 * n - 1).bit_length())
         order = np.argsort(seen)
@@ -73,11 +73,6 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ranks = np.empty(n, dtype=_U64)
     ranks[rows] = np.cumsum(starts, out=starts) - _U64(1)
     return ranks, ordered[_run_starts(ordered)]
-
-
-#: rows up to which dense_rank hashes: its table is 16 bytes a slot, two to four slots a row, so
-#: a window's 2.4 M wide rows would hold 134 MB at once (1.4 GiB for the process tree, measured)
-_HASH_ROWS = 1 << 20
 
 
 @kernels.kernel
