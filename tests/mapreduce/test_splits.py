@@ -57,3 +57,11 @@ def test_line_longer_than_split(tmp_path):
 
 def test_split_describes_itself():
     assert str(Split("/a/b.log", 0, 64)) == "/a/b.log[0:64]"
+
+
+def test_a_file_of_several_ranges_is_cut_into_whole_rounds_of_the_workers(tmp_path):
+    path = _write(tmp_path, b"x" * 1100)
+    assert len(plan_splits([path], 100)) == 11
+    assert len(plan_splits([path], 100, workers=2)) == 12   # not an 11th task run alone
+    assert len(plan_splits([path], 100, workers=4)) == 12
+    assert len(plan_splits([path], 2000, workers=2)) == 1   # one range stays one
