@@ -111,7 +111,10 @@ def build_store(root: str, lines: int, days: int, workers: int, seed: int = 42) 
     if os.path.exists(marker):
         with open(marker, "rb") as f:
             known = orjson.loads(f.read())
-        if known.get("days") == days and known.get("lines") == lines:
+        step = os.path.join(root, "store", "daily")
+        whole = all(os.path.exists(os.path.join(step, f"day-{END - dt.timedelta(days=i):%Y%m%d}",
+                                                 "manifest.json")) for i in range(days))
+        if known.get("days") == days and known.get("lines") == lines and whole:
             _progress(f"reusing the long store in {root}")
             return known
     shutil.rmtree(root, ignore_errors=True)
@@ -145,9 +148,10 @@ def window_rows(root: str, end: dt.date, days: int, rollups: bool) -> int:
 
 
 def run_case(root: str, label: str, days: int, end: dt.date, workers: int,
-             job: str | None, work: str) -> dict[str, Any]:
+             job: str | None, work: str, keep_days: int) -> dict[str, Any]:
     """One timed ``mapreduce top`` (top 10) in a process of its own; its window-stage seconds
-    from the summary it writes."""
+    from the summary it writes. ``keep_days``: the store's days, all kept (by default retention
+    keeps the longest window run so far, and a 30-day case would delete a year's store)."""
     from jobs.bench_runs import _progress, _python, measure
 
     out = os.path.join(work, f"{label}-{days}")
@@ -155,7 +159,8 @@ def run_case(root: str, label: str, days: int, end: dt.date, workers: int,
     command = _python("mapreduce.cli", "top", "--days", str(days), "--top", "10",
                       "--logs", os.path.join(root, "logs"), "--out", out,
                       "--store", os.path.join(root, "store"), "--date", f"{end:%Y%m%d}",
-                      "--workers", str(workers), "--quiet", *(["--job", job] if job else []))
+                      "--workers", str(workers), "--keep-days", str(keep_days), "--quiet",
+                      *(["--job", job] if job else []))
     _progress(f"long window: {label}, {days} days ending {end}")
     wall, peak = measure(f"long {label} {days} days", command, out + ".console.txt")
     summary_name = [n for n in os.listdir(out) if n.endswith(".summary.json")][0]
@@ -186,10 +191,12 @@ def run_long(data: str, *, rate: int, lengths: list[int], rates: list[int], rate
         row: dict[str, Any] = {"lines_per_day": r, "days": n,
                                "stored_rows_per_day": round(built["rows"] / built["days"]),
                                "bytes_per_row": round(built["bytes"] / built["rows"], 3)}
+        keep = built["days"]
         row["scratch"] = run_case(root, "scratch", n, END, workers, "jobs.bench_long:NoRollups",
-                                  work)
-        row["first"] = run_case(root, "first", n, END - dt.timedelta(days=1), workers, None, work)
-        row["next_day"] = run_case(root, "next", n, END, workers, None, work)
+                                  work, keep)
+        row["first"] = run_case(root, "first", n, END - dt.timedelta(days=1), workers, None, work,
+                                keep)
+        row["next_day"] = run_case(root, "next", n, END, workers, None, work, keep)
         _same_outputs(os.path.join(work, f"scratch-{n}"), os.path.join(work, f"next-{n}"))
         rows.append(row)
     shutil.rmtree(work, ignore_errors=True)

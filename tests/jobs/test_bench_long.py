@@ -21,6 +21,8 @@ def test_long_window_case_runs_and_prints_its_extrapolation(tmp_path, capsys):
     cases = {(c["lines_per_day"], c["days"]): c for c in result["cases"]}
     assert set(cases) == {(1500, 9), (1500, 20), (3000, 9)}
     twenty = cases[(1500, 20)]
+    # every day of the store is read: a 9-day case must not let retention delete the others
+    assert twenty["scratch"]["rows_read"] > 2 * cases[(1500, 9)]["scratch"]["rows_read"]
     # 20 days hold whole blocks of 8: the next day reads rollups, fewer rows than the days
     assert twenty["next_day"]["rows_read"] < twenty["scratch"]["rows_read"]
     assert all(c[k]["peak_rss_bytes"] > 0 for c in cases.values()
