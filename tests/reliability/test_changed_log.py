@@ -39,8 +39,8 @@ def _after_planning(monkeypatch, change) -> list[str]:
     changed: list[str] = []
     real = mapreduce.runner.plan_splits
 
-    def plan_then_change(paths, split_size):
-        splits = real(paths, split_size)
+    def plan_then_change(paths, split_size, *args, **kwargs):
+        splits = real(paths, split_size, *args, **kwargs)
         if not changed:
             change(paths[-1])
             changed.append(paths[-1])
