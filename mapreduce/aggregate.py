@@ -13,6 +13,11 @@ than an argsort and far faster than a two-column lexsort, so everything is packe
 to share 64 bits (a 19-digit user id beside a 10-digit song id) are replaced first by their
 dense rank among the rows at hand: ranks keep the order, and a few million rows need ~22 bits.
 Only when even ranks and count cannot share 64 bits does a stable argsort carry the count.
+
+With the compiled kernels (``mapreduce.kernels``) ranks come from a hash probe per row, or, for
+tables each sorted by group (a window's day tables), from walking each table beside the sorted
+union of their groups; the packing and the summing of equal keys are one loop each; ``top_k``
+keeps a bounded heap per group. The numpy code below each is the reference they are tested with.
 """
 from __future__ import annotations
 
