@@ -48,7 +48,6 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(ranks, values)``: each row's rank among the distinct values of ``column`` (uint64, in
     row order) and those values, sorted. ``values[ranks]`` is the column again."""
     n = len(column)
-    index_bits = max(n - 1, 0).bit_length()
     if kernels.enabled() and n:
         # one hash probe per row, then a sort of the distinct values alone
         ids, seen = _hash_ids(column.astype(_U64, copy=False), (2 * n - 1).bit_length())
@@ -56,6 +55,7 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rank_of = np.empty(len(seen), dtype=_U64)
         rank_of[order] = np.arange(len(seen), dtype=_U64)
         return rank_of[ids], seen[order]
+    index_bits = max(n - 1, 0).bit_length()
     if _bits([column]) + index_bits <= 64:
         # the row number rides in the low bits, so a plain sort stands in for an argsort
         keyed = column.astype(_U64) << _U64(index_bits)
@@ -73,11 +73,12 @@ def dense_rank(column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return np.searchsorted(values, column).astype(_U64), values
         rows = np.argsort(column)
         ordered = column[rows]
+    first_of_value = _run_starts(ordered)
     starts = np.zeros(n, dtype=_U64)
-    starts[_run_starts(ordered)] = 1
+    starts[first_of_value] = 1
     ranks = np.empty(n, dtype=_U64)
     ranks[rows] = np.cumsum(starts, out=starts) - _U64(1)
-    return ranks, ordered[_run_starts(ordered)]
+    return ranks, ordered[first_of_value]
 
 
 @kernels.kernel

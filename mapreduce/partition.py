@@ -75,9 +75,9 @@ def _partition_kernel(values: np.ndarray, partitions: np.uint64, out: np.ndarray
     for i in range(len(values)):
         x = values[i]
         x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x *= _M1
         x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
+        x *= _M2
         x ^= x >> np.uint64(31)
         out[i] = x % partitions
 

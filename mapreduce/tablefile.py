@@ -311,9 +311,8 @@ class TableReader:
         data = self._decompressor.decompress(piece, max_output_size=rows * dtype.itemsize)
         if len(data) != rows * dtype.itemsize:
             raise ValueError("wrong length")
-        if kernels.enabled() and dtype.kind == "u" and dtype.itemsize > 1:
-            if coding not in ("z", "d", "r"):
-                raise ValueError(f"unknown coding {coding!r}")
+        if kernels.enabled() and dtype.kind == "u" and dtype.itemsize > 1 \
+                and coding in ("z", "d", "r"):
             out = np.empty(rows, dtype=np.uint64)
             _decode_kernel(np.frombuffer(data, dtype=np.uint8), dtype.itemsize, "zdr".index(coding),
                            np.uint64(block.first or 0), same, out)
