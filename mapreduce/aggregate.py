@@ -341,14 +341,18 @@ def top_k(table: dict[str, np.ndarray], k: int, keys: tuple[str, str] = KEYS,
 @kernels.kernel
 def _top_k_kernel(group: np.ndarray, counts: np.ndarray, k: int,
                   row_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per run of equal ``group``: the ``k`` rows of most count, ties by row (item) order,
-    kept in a bounded max-heap of (count descending, row) keys, so that a large group (a
-    country's songs) costs a comparison per row, not a sort."""
+    """Per run of equal ``group``: the ``k`` rows of most count, ties by row (item) order.
+
+    A group of at most ``k`` rows (nearly every user) keeps all its rows, sorted by insertion:
+    its keys mostly arrive ascending (count 1, rows in order), so that costs a comparison a row.
+    A larger group (a country's songs) goes through a bounded max-heap of (count descending,
+    row) keys: a comparison per row, not a sort."""
     n = len(group)
     rows = np.empty(n, np.int64)
     ranks = np.empty(n, np.int64)
     heap = np.empty(k, np.uint64)
     shift = np.uint64(row_bits)
+    mask = (np.uint64(1) << shift) - np.uint64(1)
     top = np.uint64(0)
     for i in range(n):
         top = max(top, counts[i])
@@ -358,37 +362,50 @@ def _top_k_kernel(group: np.ndarray, counts: np.ndarray, k: int,
         hi = lo + 1
         while hi < n and group[hi] == group[lo]:
             hi += 1
-        size = 0
-        for r in range(lo, hi):
-            key = ((top - counts[r]) << shift) | np.uint64(r - lo)
-            if size < k:
-                i = size
-                heap[i] = key
-                size += 1
-                while i > 0:
-                    parent = (i - 1) // 2
-                    if heap[parent] >= heap[i]:
+        size = min(hi - lo, k)
+        for r in range(lo, lo + size):
+            heap[r - lo] = ((top - counts[r]) << shift) | np.uint64(r - lo)
+        if hi - lo > k:
+            # heapify (sift down from each inner node), then each key below the heap's
+            # largest replaces it and sifts down: one sift loop serves both
+            start, r = k // 2 - 1, lo + k
+            while True:
+                if start >= 0:
+                    i = start
+                    start -= 1
+                else:
+                    if r >= hi:
                         break
-                    heap[parent], heap[i] = heap[i], heap[parent]
-                    i = parent
-            elif key < heap[0]:
-                heap[0] = key
-                i = 0
+                    key = ((top - counts[r]) << shift) | np.uint64(r - lo)
+                    r += 1
+                    if key >= heap[0]:
+                        continue
+                    heap[0] = key
+                    i = 0
                 while True:
                     child = 2 * i + 1
-                    if child >= size:
+                    if child >= k:
                         break
-                    if child + 1 < size and heap[child + 1] > heap[child]:
+                    if child + 1 < k and heap[child + 1] > heap[child]:
                         child += 1
                     if heap[i] >= heap[child]:
                         break
                     heap[i], heap[child] = heap[child], heap[i]
                     i = child
-        heap[:size].sort()
-        mask = (np.uint64(1) << shift) - np.uint64(1)
+        if size > 32:
+            heap[:size].sort()
+        else:
+            for i in range(1, size):
+                key = heap[i]
+                j = i - 1
+                while j >= 0 and heap[j] > key:
+                    heap[j + 1] = heap[j]
+                    j -= 1
+                heap[j + 1] = key
         for t in range(size):
             rows[kept] = lo + np.int64(heap[t] & mask)
             ranks[kept] = t
             kept += 1
         lo = hi
     return rows[:kept], ranks[:kept]
+
