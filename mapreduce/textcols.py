@@ -62,6 +62,8 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
         elif isinstance(col, np.ndarray):
             col = Int(col)
         slots.append(col)
+    if kernels.enabled():
+        return _format_compiled(slots, rows)
     lengths = [_lengths(col, rows) for col in slots]
     row_lengths = sum(lengths)
     row_ends = np.cumsum(row_lengths, dtype=np.int64)
@@ -85,6 +87,93 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
                           length if shown is None else length[shown])
         cursor += length.astype(index, copy=False)
     return out.tobytes()
+
+
+def _format_compiled(slots: list[Text | Fixed | Int], rows: int) -> bytes:
+    """Two passes of compiled loops per column, no temporary per column: each row's length
+    summed, then each column written at every row's cursor, which it advances."""
+    masks = [np.ones(0, bool) if col.where is None else col.where for col in slots]
+    datas = [_as_bytes(col) for col in slots]
+    row_len = np.zeros(rows, dtype=np.int64)
+    for col, data, mask in zip(slots, datas, masks):
+        if isinstance(col, Int):
+            _add_digit_counts(data, mask, row_len)
+        else:
+            _add_width(data.shape[-1], mask, row_len)
+    cursor = np.cumsum(row_len) - row_len
+    out = np.empty(int(cursor[-1] + row_len[-1]), dtype=np.uint8)
+    for col, data, mask in zip(slots, datas, masks):
+        if isinstance(col, Int):
+            _write_digits(out, cursor, data, mask)
+        else:
+            _write_bytes(out, cursor, data.reshape(-1, data.shape[-1]), mask)
+    return out.tobytes()
+
+
+def _as_bytes(col: Text | Fixed | Int) -> np.ndarray:
+    if isinstance(col, Text):
+        return np.frombuffer(col.data, dtype=np.uint8).reshape(1, -1)
+    if isinstance(col, Fixed):
+        return np.ascontiguousarray(col.data, dtype=np.uint8)
+    return col.data
+
+
+@kernels.kernel
+def _add_digit_counts(values: np.ndarray, mask: np.ndarray, row_len: np.ndarray) -> None:
+    masked = len(mask) > 0
+    for i in range(len(values)):
+        if masked and not mask[i]:
+            continue
+        v = np.uint64(values[i])
+        d = 1
+        while d < 20 and v >= _POW10[d]:
+            d += 1
+        row_len[i] += d
+
+
+@kernels.kernel
+def _add_width(width: int, mask: np.ndarray, row_len: np.ndarray) -> None:
+    masked = len(mask) > 0
+    for i in range(len(row_len)):
+        if not masked or mask[i]:
+            row_len[i] += width
+
+
+@kernels.kernel
+def _write_digits(out: np.ndarray, cursor: np.ndarray, values: np.ndarray,
+                  mask: np.ndarray) -> None:
+    masked = len(mask) > 0
+    ten = np.uint64(10)
+    for i in range(len(values)):
+        if masked and not mask[i]:
+            continue
+        v = np.uint64(values[i])
+        d = 1
+        while d < 20 and v >= _POW10[d]:
+            d += 1
+        p = cursor[i] + d - 1
+        for _ in range(d):
+            q = v // ten
+            out[p] = np.uint8(48 + (v - q * ten))
+            v = q
+            p -= 1
+        cursor[i] += d
+
+
+@kernels.kernel
+def _write_bytes(out: np.ndarray, cursor: np.ndarray, data: np.ndarray, mask: np.ndarray) -> None:
+    """Row i's bytes (``data[i]``, or ``data[0]`` on every row for a constant) at its cursor."""
+    masked = len(mask) > 0
+    width = data.shape[1]
+    same = data.shape[0] == 1
+    for i in range(len(cursor)):
+        if masked and not mask[i]:
+            continue
+        row = 0 if same else i
+        at = cursor[i]
+        for j in range(width):
+            out[at + j] = data[row, j]
+        cursor[i] = at + width
 
 
 def _lengths(col: Text | Fixed | Int, rows: int) -> np.ndarray:
