@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from mapreduce.aggregate import dense_rank, distinct_by_key, sum_by_key, top_k
@@ -102,18 +103,24 @@ def test_top_k_with_counts_too_wide_to_pack_beside_row_numbers():
         assert rank.tolist() == [0, 1, 0]
 
 
-def test_top_k_of_a_group_far_larger_than_k():
-    rng = np.random.default_rng(3)
-    n = 20_000                                  # one country's songs, say: the heap's case
-    table = {"group": np.zeros(n, dtype=np.uint64), "song": np.arange(n, dtype=np.uint64),
-             "count": rng.integers(1, 50, n).astype(np.uint64)}
-    want = sorted(zip((-table["count"].astype(np.int64)).tolist(), table["song"].tolist()))[:50]
+@pytest.mark.parametrize("k", [1, 50, 100])
+def test_top_k_of_groups_smaller_and_far_larger_than_k(k):
+    # a country's 20,000 songs (the heap), groups around k and around 64 (insertion or a sort)
+    rng = np.random.default_rng(k)
+    sizes = [20_000, 80, 3, 50, 51, 64, 65]
+    group = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes)
+    table = {"group": group, "song": np.concatenate([np.arange(n) for n in sizes]).astype(np.uint64),
+             "count": rng.integers(1, 6, len(group)).astype(np.uint64)}
+    want = []
+    for g in range(len(sizes)):
+        mine = group == g
+        ranked = sorted(zip((-table["count"][mine].astype(np.int64)).tolist(),
+                            table["song"][mine].tolist()))[:k]
+        want += [(g, s, -negc, r) for r, (negc, s) in enumerate(ranked)]
     for name in BACKENDS:
         with backend(name):
-            best, rank = top_k(table, 50, KEYS)
-        assert list(zip((-best["count"].astype(np.int64)).tolist(), best["song"].tolist())) \
-            == want, name
-        assert rank.tolist() == list(range(50))
+            best, rank = top_k(table, k, KEYS)
+        assert [(*row, r) for row, r in zip(rows(best), rank.tolist())] == want, name
 
 
 @settings(max_examples=200, deadline=None)
