@@ -95,16 +95,19 @@ def _format_compiled(slots: list[Text | Fixed | Int], rows: int) -> bytes:
     masks = [np.ones(0, bool) if col.where is None else col.where for col in slots]
     datas = [_as_bytes(col) for col in slots]
     row_len = np.zeros(rows, dtype=np.int64)
+    digits: list[np.ndarray | None] = []
     for col, data, mask in zip(slots, datas, masks):
         if isinstance(col, Int):
-            _add_digit_counts(data, mask, row_len)
+            digits.append(np.zeros(rows, dtype=np.int8))
+            _add_digit_counts(data, mask, row_len, digits[-1])
         else:
+            digits.append(None)
             _add_width(data.shape[-1], mask, row_len)
     cursor = np.cumsum(row_len) - row_len
     out = np.empty(int(cursor[-1] + row_len[-1]), dtype=np.uint8)
-    for col, data, mask in zip(slots, datas, masks):
-        if isinstance(col, Int):
-            _write_digits(out, cursor, data, mask)
+    for col, data, mask, count in zip(slots, datas, masks, digits):
+        if count is not None:
+            _write_digits(out, cursor, data, mask, count)
         else:
             _write_bytes(out, cursor, data.reshape(-1, data.shape[-1]), mask)
     return out.tobytes()
@@ -119,7 +122,9 @@ def _as_bytes(col: Text | Fixed | Int) -> np.ndarray:
 
 
 @kernels.kernel
-def _add_digit_counts(values: np.ndarray, mask: np.ndarray, row_len: np.ndarray) -> None:
+def _add_digit_counts(values: np.ndarray, mask: np.ndarray, row_len: np.ndarray,
+                      digits: np.ndarray) -> None:
+    """Each shown row's digit count, kept in ``digits`` and added to its length."""
     masked = len(mask) > 0
     for i in range(len(values)):
         if masked and not mask[i]:
@@ -128,6 +133,7 @@ def _add_digit_counts(values: np.ndarray, mask: np.ndarray, row_len: np.ndarray)
         d = 1
         while d < 20 and v >= _POW10[d]:
             d += 1
+        digits[i] = d
         row_len[i] += d
 
 
@@ -140,17 +146,15 @@ def _add_width(width: int, mask: np.ndarray, row_len: np.ndarray) -> None:
 
 
 @kernels.kernel
-def _write_digits(out: np.ndarray, cursor: np.ndarray, values: np.ndarray,
-                  mask: np.ndarray) -> None:
+def _write_digits(out: np.ndarray, cursor: np.ndarray, values: np.ndarray, mask: np.ndarray,
+                  digits: np.ndarray) -> None:
     masked = len(mask) > 0
     ten = np.uint64(10)
     for i in range(len(values)):
         if masked and not mask[i]:
             continue
         v = np.uint64(values[i])
-        d = 1
-        while d < 20 and v >= _POW10[d]:
-            d += 1
+        d = np.int64(digits[i])
         p = cursor[i] + d - 1
         for _ in range(d):
             q = v // ten
