@@ -17,7 +17,8 @@ Only when even ranks and count cannot share 64 bits does a stable argsort carry 
 With the compiled kernels (``mapreduce.kernels``) ranks come from a hash probe per row, or, for
 tables each sorted by group (a window's day tables), from walking each table beside the sorted
 union of their groups; the packing and the summing of equal keys are one loop each; ``top_k``
-keeps a bounded heap per group. The numpy code below each is the reference they are tested with.
+sorts a group of at most K rows by insertion and keeps a bounded heap for a larger one. The
+numpy code below each is the reference they are tested with.
 """
 from __future__ import annotations
 
