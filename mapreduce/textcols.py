@@ -90,8 +90,9 @@ def format_rows(columns: Sequence[Column], rows: int) -> bytes:
 
 
 def _format_compiled(slots: list[Text | Fixed | Int], rows: int) -> bytes:
-    """Two passes of compiled loops per column, no temporary per column: each row's length
-    summed, then each column written at every row's cursor, which it advances."""
+    """Two passes of compiled loops per column: each row's length summed (an integer column's
+    digit counts kept, a byte a row), then each column written at every row's cursor, which it
+    advances. No gather, mask or index array per column, as the numpy path needs."""
     masks = [np.ones(0, bool) if col.where is None else col.where for col in slots]
     datas = [_as_bytes(col) for col in slots]
     row_len = np.zeros(rows, dtype=np.int64)
