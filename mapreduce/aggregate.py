@@ -210,10 +210,10 @@ def _sum_runs_by_group(tables: list[dict[str, np.ndarray]], keys: tuple[str, str
     # each table's groups are sorted: one SIMD sort of their starts and a pass drop repeats
     # (np.unique hashes first, twice the time here)
     distinct = np.sort(np.concatenate([column[_run_starts(column)] for column in groups]))
-    if len(distinct) > 1:
-        distinct = distinct[np.concatenate(([True], distinct[1:] != distinct[:-1]))]
+    distinct = distinct[_run_starts(distinct)]
     rank_bits = max(len(distinct) - 1, 0).bit_length()
-    item_bits = _bits([t[s] for t in tables])
+    item_top = max((int(t[s].max()) for t in tables if len(t[s])), default=0)
+    item_bits = item_top.bit_length()
     count_bits = max(_bits([t[count] for t in tables if count in t]), 1)
     if rank_bits + item_bits + count_bits > 64:
         return None
@@ -227,15 +227,10 @@ def _sum_runs_by_group(tables: list[dict[str, np.ndarray]], keys: tuple[str, str
     packed.sort()
     # written straight in the narrowest types the groups and items need (no copy to narrow)
     group = np.empty(len(packed), dtype=narrowest(distinct[-1:]).dtype)
-    item = np.empty(len(packed), dtype=_narrowest_for(item_bits))
+    item = np.empty(len(packed), dtype=narrowest(np.array([item_top], dtype=_U64)).dtype)
     counts = np.empty(len(packed), dtype=_U64)
     rows = _sum_packed(packed, distinct, item_bits, count_bits, group, item, counts)
     return {g: group[:rows], s: item[:rows], count: narrowest(counts[:rows])}
-
-
-def _narrowest_for(bits: int) -> np.dtype:
-    return np.dtype(next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
-                         if bits <= 8 * np.dtype(t).itemsize))
 
 
 @kernels.kernel

@@ -177,10 +177,9 @@ class TableWriter:
         shuffled = np.empty(len(values) * dtype.itemsize, dtype=np.uint8)
         _shuffle_kernel(values, dtype.itemsize, shuffled)
         packed = self._compressor.compress(shuffled)
-        raw = stored.tobytes()
-        if len(packed) < len(raw):
+        if len(packed) < stored.nbytes:
             return coding, packed, dtype
-        return "raw", raw, stored.dtype
+        return "raw", stored.tobytes(), stored.dtype
 
     def close(self) -> tuple[int, int]:
         columns = self._columns or []
