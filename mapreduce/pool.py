@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import traceback
 import weakref
@@ -394,14 +395,27 @@ def _worker_main(conn: Connection, initializer: Callable[..., Any] | None,
         try:
             message = conn.recv_bytes()
         except (EOFError, OSError):  # the pool shut down, or the parent is gone
-            return
+            _exit_now()
         answer = _run(message)
         del message
         try:
             conn.send_bytes(answer)
         except OSError:  # the parent is gone
-            return
+            _exit_now()
         del answer
+
+
+def _exit_now() -> None:
+    """End an idle worker without the interpreter's teardown (about 0.3 s of freeing modules
+    and heaps that the parent, joining its workers, would wait for). A task's files are
+    closed when it answers; only buffered console output and log records are left."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def _run(message: bytes) -> bytes:
