@@ -28,7 +28,14 @@ import orjson
 from jobs.top50 import TopSongs
 
 END = dt.date(2024, 12, 30)
-PARTITIONS = 8   # the day's tables hold R/8 rows, near what 64 partitions hold at 30M lines
+FULL_RATE_PARTITIONS = 64   # what the daily job's store has at full scale
+
+
+def partitions_for(lines: int) -> int:
+    """Partitions of a long store of ``lines`` a day: 64 from 8 million lines up, as the daily
+    job's store; 8 below, so that a small rate's tables are not a few thousand rows each (at
+    1 million lines, R/8 rows a table is near what 64 partitions hold at 30 million)."""
+    return FULL_RATE_PARTITIONS if lines >= 8_000_000 else 8
 
 
 class NoRollups(TopSongs):
@@ -74,15 +81,16 @@ def _build_day(root: str, lines: int, day: dt.date, seed: int) -> tuple[int, int
     log = os.path.join(root, "logs", log_name(day))
     with open(log, "wb") as f:  # the placeholder the day's manifest names
         f.write(f"{day:%Y%m%d}|1|FR\n".encode())
-    store = Store(os.path.join(root, "store"), PARTITIONS, step="daily")
+    partitions = partitions_for(lines)
+    store = Store(os.path.join(root, "store"), partitions, step="daily")
     folder = store.day_dir(day)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     files, rows, size = {}, 0, 0
     for channel, group in (("country", country), ("user", user)):
         table = sum_by_key([{"group": group, "song": song}], ("group", "song"))
-        parts = partition_ints(table["group"], PARTITIONS)
-        for p in range(PARTITIONS):
+        parts = partition_ints(table["group"], partitions)
+        for p in range(partitions):
             keep = parts == p
             name = f"{channel}-{p:05d}.tbl"
             n, crc = codec.save_table(os.path.join(folder, name),
@@ -90,7 +98,7 @@ def _build_day(root: str, lines: int, day: dt.date, seed: int) -> tuple[int, int
             files[name] = {"bytes": n, "crc32": crc, "rows": int(keep.sum())}
             rows += int(keep.sum())
             size += n
-    manifest = {"format": STORE_FORMAT, "date": f"{day:%Y-%m-%d}", "partitions": PARTITIONS,
+    manifest = {"format": STORE_FORMAT, "date": f"{day:%Y-%m-%d}", "partitions": partitions,
                 "step": "daily", "job": "jobs.bench_long (the generator's model)", "params": {},
                 "source": {"path": os.path.abspath(log), "identity": source_identity(log)},
                 "lines": lines, "counters": {}, "corrupt_lines": 0, "corrupt_samples": [],
@@ -188,7 +196,7 @@ def run_long(data: str, *, rate: int, lengths: list[int], rates: list[int], rate
         if str(r) not in stores:
             stores[str(r)] = build_store(root, r, need, workers)
         built = stores[str(r)]
-        row: dict[str, Any] = {"lines_per_day": r, "days": n,
+        row: dict[str, Any] = {"lines_per_day": r, "days": n, "partitions": partitions_for(r),
                                "stored_rows_per_day": round(built["rows"] / built["days"]),
                                "bytes_per_row": round(built["bytes"] / built["rows"], 3)}
         keep = built["days"]
@@ -202,7 +210,7 @@ def run_long(data: str, *, rate: int, lengths: list[int], rates: list[int], rate
     shutil.rmtree(work, ignore_errors=True)
     day_bytes = sum(s["bytes"] for s in stores.values())
     rollup_bytes = sum(_rollup_bytes(os.path.join(data, "long", f"r{r}")) for r in stores)
-    return {"rollup_bytes_share": round(rollup_bytes / max(1, day_bytes), 3), "end": f"{END:%Y-%m-%d}", "partitions": PARTITIONS, "workers": workers,
+    return {"rollup_bytes_share": round(rollup_bytes / max(1, day_bytes), 3), "end": f"{END:%Y-%m-%d}", "workers": workers,
             "stores": stores, "cases": rows}
 
 

@@ -28,6 +28,14 @@ def test_long_window_case_runs_and_prints_its_extrapolation(tmp_path, capsys):
     assert all(c[k]["peak_rss_bytes"] > 0 for c in cases.values()
                for k in ("scratch", "first", "next_day"))
     assert 0 < twenty["bytes_per_row"] < 8
+    assert {c["partitions"] for c in cases.values()} == {8}
+
+
+def test_a_full_rate_store_has_the_daily_jobs_partitions():
+    from jobs.bench_long import partitions_for
+
+    assert partitions_for(30_000_000) == 64 and partitions_for(8_000_000) == 64
+    assert partitions_for(1_000_000) == 8
 
 
 def test_model_store_days_match_the_generator_population(tmp_path):
