@@ -32,7 +32,7 @@ import orjson
 from mapreduce.fsutil import atomic_write_bytes, make_temp_dir, replace_dir
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
-from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns
+from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns, fold
 from mapreduce.tablefile import TableWriter
 
 ROLLUP_FORMAT = 1
@@ -118,9 +118,9 @@ def run_rollup(task: RollupTask) -> RollupResult:
     rows = 0
     try:
         with SortedRuns(list(task.inputs), job.group_column(task.channel), task.budget) as runs:
-            for tables in runs.chunks():
-                combined = job.window_combine(task.channel, tables)
-                del tables
+            for expected, parts in runs.chunk_parts():
+                combined = fold(parts, lambda tables: job.window_combine(task.channel, tables),
+                                task.budget, expected)
                 n = len(next(iter(combined.values()))) if combined else 0
                 if n:
                     if writer is None:

@@ -15,12 +15,14 @@ its memory is the table's.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
 from mapreduce import codec
 from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader
+
+Table = dict[str, np.ndarray]
 
 #: rows of all tables in one chunk, about (a chunk's combine holds a few times this in bytes)
 DEFAULT_BUDGET = 2_000_000
@@ -153,11 +155,35 @@ class SortedRuns:
     def chunks(self) -> Iterator[list[dict[str, np.ndarray]]]:
         """Each chunk: every table's rows of one key range (tables with none left out), in key
         order; the last chunk reads every table to its end and verifies it."""
-        cuts = plan_cuts([m for run in self.runs for m in run.marks()], self.budget)
-        for below in [*cuts, None]:
-            tables = [t for run in self.runs for t in [run.take(below)] if t is not None]
+        for _, parts in self.chunk_parts():
+            tables = list(parts)
             if tables:
                 yield tables
+
+    def chunk_parts(self) -> Iterator[tuple[int, Iterator[Table]]]:
+        """As :meth:`chunks`, with the rows the plan expects in each chunk, and its tables read
+        one at a time as they are asked for: a key range that one huge group fills (a
+        country's songs over months, far above the budget) can then be held one table at a
+        time by a caller that folds them (:func:`fold`). Each chunk's iterator must be used up
+        before the next chunk is asked for."""
+        marks = [m for run in self.runs for m in run.marks()]
+        cuts = plan_cuts(marks, self.budget)
+        keys = np.sort(np.array([k for k, _ in marks], dtype=np.uint64))
+        rows = np.array([n for _, n in marks], dtype=np.int64)[
+            np.argsort(np.array([k for k, _ in marks], dtype=np.uint64), kind="stable")]
+        at = np.searchsorted(keys, np.array(cuts, dtype=np.uint64), side="left")
+        planned = [int(r.sum()) for r in np.split(rows, at)]
+        for below, expected in zip([*cuts, None], planned):
+            parts = self._take_all(below)
+            yield expected, parts
+            for _ in parts:  # what the caller left unread still belongs to this chunk
+                pass
+
+    def _take_all(self, below: int | None) -> Iterator[dict[str, np.ndarray]]:
+        for run in self.runs:
+            table = run.take(below)
+            if table is not None:
+                yield table
 
     def close(self) -> None:
         for run in self.runs:
@@ -168,6 +194,33 @@ class SortedRuns:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def fold(parts: Iterable[Table], combine: Callable[[list[Table]], Table], budget: int,
+         expected: int) -> Table | None:
+    """``combine`` of all the parts of a chunk of ``expected`` rows, for a combine whose result
+    may be combined again with more rows to the same end (a sum, a union, a min, a max).
+
+    A chunk within twice the budget is one call of ``combine``. A larger one, a group that
+    cannot be cut (a country's songs over months), is folded: parts are gathered until they
+    hold ``budget`` rows or as many as the result so far, then combined with it, so that what
+    is held is the result plus about as many rows again, not every part at once. None when
+    there are no parts."""
+    if expected <= 2 * budget:
+        tables = list(parts)
+        return combine(tables) if tables else None
+    done: Table | None = None
+    batch: list[Table] = []
+    rows = 0
+    for part in parts:
+        batch.append(part)
+        rows += codec.table_rows(part)
+        if rows >= max(budget, codec.table_rows(done) if done is not None else 0):
+            done = combine(([done] if done is not None else []) + batch)
+            batch, rows = [], 0
+    if batch:
+        done = combine(([done] if done is not None else []) + batch)
+    return done
 
 
 def _allow_open_files(count: int) -> None:

@@ -117,7 +117,9 @@ class WindowJob(ArrayJob):
     #: all the days (a sum, a union, a min, a max; not a median): partial results of aligned
     #: blocks of days (``rollup_levels`` days each) may then be kept in the store and reused by
     #: every later window over them (see :mod:`mapreduce.rollup`). ``window_combine`` must then
-    #: depend on nothing but the tables (no option of the window job).
+    #: depend on nothing but the tables (no option of the window job). A window task then also
+    #: folds a key range far above its budget (one group over months) a batch of tables at a
+    #: time instead of holding them all; ``rollup_levels = ()`` keeps no blocks.
     rollups: ClassVar[bool] = False
     rollup_levels: ClassVar[tuple[int, ...]] = (8, 64)
 

@@ -178,3 +178,53 @@ def test_compact_table_round_trips_columns_that_fall_inside_a_run(tmp_path, monk
     back = codec.load_table(path, crc)
     for name, col in table.items():
         assert np.array_equal(back[name], col), name
+
+
+def test_a_group_far_above_the_budget_is_folded_a_batch_at_a_time(tmp_path):
+    """One group (a country over months) in 30 tables cannot be cut: its chunk is combined a
+    batch at a time, never every table at once, to the same sum as all the rows together;
+    chunks within the budget are one combine, as before."""
+    from mapreduce.aggregate import sum_by_key
+    from mapreduce.sortedruns import fold
+
+    rng = np.random.default_rng(11)
+    inputs, tables = [], []
+    for i in range(30):
+        big = {"group": np.full(2000, 5, dtype=np.uint64),
+               "item": np.sort(rng.choice(2500, 2000, replace=False)).astype(np.uint64),
+               "count": rng.integers(1, 9, 2000).astype(np.uint16)}
+        small = _sorted_table(rng, 50, 4, 1000)       # groups 0-3, before the big one
+        later = _sorted_table(rng, 50, 4, 1000)
+        later["group"] = later["group"] + np.uint64(9)  # groups 9-12, after it
+        table = {k: np.concatenate([small[k], big[k], later[k]]) for k in big}
+        tables.append(table)
+        path = str(tmp_path / f"{i}.tbl")
+        w = TableWriter(path, block_rows=256)
+        w.append(table)
+        inputs.append((path, w.close()[1]))
+
+    calls: list[int] = []
+
+    def combine(parts):
+        calls.append(sum(codec.table_rows(p) for p in parts))
+        return sum_by_key(parts, ("group", "item"))
+
+    budget = 3000
+    results, sizes = [], []
+    with SortedRuns(inputs, "group", budget=budget) as runs:
+        for expected, parts in runs.chunk_parts():
+            before = len(calls)
+            done = fold(parts, combine, budget, expected)
+            if done is not None:
+                results.append(done)
+                sizes.append((expected, calls[before:]))
+    folded = [(e, c) for e, c in sizes if len(c) > 1]
+    assert len(folded) == 1 and folded[0][0] > 2 * budget  # the big group's chunk, folded
+    # each combine holds the result so far (at most 2,500 songs) and about a budget of rows
+    # more, never the 60,000 rows of the group at once
+    assert sum(folded[0][1]) > 30 * 2000 and max(folded[0][1]) < 10_000
+    assert all(len(c) == 1 for e, c in sizes if e <= 2 * budget)
+    got = sum_by_key(results, ("group", "item"))
+    want = sum_by_key(tables, ("group", "item"))
+    for name in want:
+        assert np.array_equal(got[name].astype(np.int64), want[name].astype(np.int64)), name
