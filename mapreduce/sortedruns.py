@@ -168,11 +168,11 @@ class SortedRuns:
         before the next chunk is asked for."""
         marks = [m for run in self.runs for m in run.marks()]
         cuts = plan_cuts(marks, self.budget)
-        keys = np.sort(np.array([k for k, _ in marks], dtype=np.uint64))
-        rows = np.array([n for _, n in marks], dtype=np.int64)[
-            np.argsort(np.array([k for k, _ in marks], dtype=np.uint64), kind="stable")]
-        at = np.searchsorted(keys, np.array(cuts, dtype=np.uint64), side="left")
-        planned = [int(r.sum()) for r in np.split(rows, at)]
+        keys = np.array([k for k, _ in marks], dtype=np.uint64)
+        order = np.argsort(keys, kind="stable")
+        rows = np.array([n for _, n in marks], dtype=np.int64)[order]
+        at = np.searchsorted(keys[order], np.array(cuts, dtype=np.uint64), side="left")
+        planned = [int(r.sum()) for r in np.split(rows, at)]  # rows of blocks starting in each
         for below, expected in zip([*cuts, None], planned):
             parts = self._take_all(below)
             yield expected, parts
