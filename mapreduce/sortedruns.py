@@ -120,8 +120,14 @@ def _damage(path: str, exc: Damaged) -> codec.ChecksumError:
 
 def plan_cuts(marks: list[tuple[int, int]], budget: int) -> list[int]:
     """Increasing keys that cut the rows of all ``marks`` into chunks of about ``budget``."""
+    return plan_chunks(marks, budget)[0]
+
+
+def plan_chunks(marks: list[tuple[int, int]], budget: int) -> tuple[list[int], list[int]]:
+    """The cut keys (:func:`plan_cuts`) and the rows each chunk is planned to hold (those of the
+    pieces whose first key falls in it): one more count than cuts."""
     if not marks:
-        return []
+        return [], [0]
     keys = np.array([k for k, _ in marks], dtype=np.uint64)
     rows = np.array([n for _, n in marks], dtype=np.int64)
     order = np.argsort(keys, kind="stable")
@@ -134,7 +140,8 @@ def plan_cuts(marks: list[tuple[int, int]], budget: int) -> list[int]:
                 and int(keys[i]) > int(keys[0]):
             cuts.append(int(keys[i]))
             last_at = int(before[i])
-    return cuts
+    at = np.searchsorted(keys, np.array(cuts, dtype=np.uint64), side="left")
+    return cuts, [int(r.sum()) for r in np.split(rows, at)]
 
 
 class SortedRuns:
@@ -166,13 +173,7 @@ class SortedRuns:
         country's songs over months, far above the budget) can then be held one table at a
         time by a caller that folds them (:func:`fold`). Each chunk's iterator must be used up
         before the next chunk is asked for."""
-        marks = [m for run in self.runs for m in run.marks()]
-        cuts = plan_cuts(marks, self.budget)
-        keys = np.array([k for k, _ in marks], dtype=np.uint64)
-        order = np.argsort(keys, kind="stable")
-        rows = np.array([n for _, n in marks], dtype=np.int64)[order]
-        at = np.searchsorted(keys[order], np.array(cuts, dtype=np.uint64), side="left")
-        planned = [int(r.sum()) for r in np.split(rows, at)]  # rows of blocks starting in each
+        cuts, planned = plan_chunks([m for run in self.runs for m in run.marks()], self.budget)
         for below, expected in zip([*cuts, None], planned):
             parts = self._take_all(below)
             yield expected, parts
@@ -209,18 +210,17 @@ def fold(parts: Iterable[Table], combine: Callable[[list[Table]], Table], budget
     if expected <= 2 * budget:
         tables = list(parts)
         return combine(tables) if tables else None
-    done: Table | None = None
-    batch: list[Table] = []
-    rows = 0
+    held: list[Table] = []     # the result so far (first, once there is one), then new parts
+    result_rows = new_rows = 0
     for part in parts:
-        batch.append(part)
-        rows += codec.table_rows(part)
-        if rows >= max(budget, codec.table_rows(done) if done is not None else 0):
-            done = combine(([done] if done is not None else []) + batch)
-            batch, rows = [], 0
-    if batch:
-        done = combine(([done] if done is not None else []) + batch)
-    return done
+        held.append(part)
+        new_rows += codec.table_rows(part)
+        if new_rows >= max(budget, result_rows):
+            held = [combine(held)]
+            result_rows, new_rows = codec.table_rows(held[0]), 0
+    if not held:
+        return None
+    return held[0] if new_rows == 0 else combine(held)
 
 
 def _allow_open_files(count: int) -> None:

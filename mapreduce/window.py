@@ -26,7 +26,7 @@ import numpy as np
 from mapreduce import kernels
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
-from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns, fold
+from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns, Table, fold
 
 MERGE_CHUNK_BYTES = 2 * 1024 * 1024  # cache-sized: 4 MB merged slower, 16 MB slower still (measured)
 #: lines a merge task takes at most (about 40 bytes of index each)
@@ -100,8 +100,8 @@ def run_window(task: WindowTask) -> WindowResult:
                         time.perf_counter() - started)
 
 
-def _combine_chunk(job: Any, channel: str, expected: int,
-                   parts: Iterator[dict[str, np.ndarray]], budget: int) -> dict[str, np.ndarray] | None:
+def _combine_chunk(job: Any, channel: str, expected: int, parts: Iterator[Table],
+                   budget: int) -> Table | None:
     """The chunk's tables combined: folded (:func:`fold`) when the job's combine may be applied
     to its own results (``rollups``), else all at once."""
     if getattr(job, "rollups", False):
