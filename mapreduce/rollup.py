@@ -32,7 +32,7 @@ import orjson
 from mapreduce.fsutil import atomic_write_bytes, make_temp_dir, replace_dir
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
-from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns, fold
+from mapreduce.sortedruns import DEFAULT_BUDGET, Input, SortedRuns, fold
 from mapreduce.tablefile import TableWriter
 
 ROLLUP_FORMAT = 1
@@ -93,7 +93,7 @@ class RollupTask:
     job: JobSpec
     channel: str
     partition: int
-    inputs: tuple[tuple[str, int], ...]   # (table path, crc32) of the parts
+    inputs: tuple[Input, ...]   # what to read of the parts (mapreduce.sortedruns.Input)
     out_path: str
     budget: int = DEFAULT_BUDGET
 
@@ -155,7 +155,9 @@ class Rollups:
 
     def members(self, span: Span, manifests: dict[dt.date, dict[str, Any]]) -> dict[str, int]:
         """Day -> checksum of the day's manifest, for the days of ``span`` present now."""
-        return {f"{d:%Y-%m-%d}": manifests[d]["checksum"] for d in span.days if d in manifests}
+        # a keyed day keeps the checksum of the manifest it was reduced with (mapreduce.keying)
+        return {f"{d:%Y-%m-%d}": manifests[d].get("content", manifests[d]["checksum"])
+                for d in span.days if d in manifests}
 
     def fresh(self, span: Span, manifests: dict[dt.date, dict[str, Any]]) -> dict[str, Any] | None:
         """The span's manifest if it was built from exactly the days' results there are now."""
@@ -173,21 +175,23 @@ class Rollups:
         return manifest if ok else None
 
     def tables(self, span: Span, manifest: dict[str, Any],
-               channel: str) -> dict[int, tuple[str, int, int]]:
+               channel: str) -> dict[int, tuple[tuple[Any, ...], int]]:
+        """Partition -> ((path, crc32), rows), as :meth:`Store.tables`."""
         folder = self.folder(span)
-        return {int(name[len(channel) + 1:-4]): (os.path.join(folder, name), m["crc32"], m["rows"])
+        return {int(name[len(channel) + 1:-4]): ((os.path.join(folder, name), m["crc32"]),
+                                                 m["rows"])
                 for name, m in manifest["files"].items() if name.startswith(channel + "-")}
 
     def discard(self, folder: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
     def build(self, spans: list[Span],
-              sources: Callable[[Span, str], list[dict[int, tuple[str, int, int]]]],
+              sources: Callable[[Span, str], list[dict[int, tuple[Input, int]]]],
               manifests: dict[dt.date, dict[str, Any]], channels: tuple[str, ...],
               spec: JobSpec, run_tasks: Callable[[list[RollupTask]], list[RollupResult]],
               budget: int = DEFAULT_BUDGET) -> dict[Span, dict[str, Any]]:
         """Build ``spans`` (all of one level) in one stage, each from its parts' tables
-        (``sources(span, channel)``: {partition: (path, crc32, rows)} per part), and commit
+        (``sources(span, channel)``: {partition: (what to read, rows)} per part), and commit
         each with its manifest; returns their manifests."""
         staging = {span: make_temp_dir(os.path.join(self.store.root, self.store.step),
                                        f"rollup{span.level}-{span.first:%Y%m%d}")
@@ -198,8 +202,7 @@ class Rollups:
                 for channel in channels:
                     per_part = sources(span, channel)
                     for p in range(self.store.partitions):
-                        found = tuple((path, crc) for tables in per_part if p in tables
-                                      for path, crc, _ in [tables[p]])
+                        found = tuple(tables[p][0] for tables in per_part if p in tables)
                         if found:
                             tasks.append(RollupTask(spec, channel, p, found, os.path.join(
                                 staging[span], f"{channel}-{p:05d}.tbl"), budget))

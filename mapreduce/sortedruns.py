@@ -11,6 +11,14 @@ chunk holds about ``budget`` rows over all tables; all rows of one key fall in o
 verified before use; the whole file's crc32 is checked once it is read to its end. A table that
 cannot be streamed (format 1, or not sorted by the key) is read whole and sorted: exact, but
 its memory is the table's.
+
+A *keyed* table (an old day re-coded against its block of days: :mod:`mapreduce.keying`) holds
+the row number of each of its rows in the block's table (column ``@key``) instead of its key
+columns; it is read together with that table, which all the keyed tables of one block share
+and which is read once, as far as they need and no further back than the slowest of them::
+
+    block's table  [ (3,a) (3,b) (5,a) (8,c) ... ]     one stream per block
+    keyed day 1    [ @key 0 2 3 ... | count ... ]  ──▶ (3,a) (5,a) (8,c) ... with its counts
 """
 from __future__ import annotations
 
@@ -23,6 +31,11 @@ from mapreduce import codec
 from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader
 
 Table = dict[str, np.ndarray]
+#: a table to read: (path, crc32), or (path, crc32, block table's path, its crc32) when keyed
+Input = tuple
+
+#: the column of a keyed table that holds each row's row number in its block's table
+KEY_COLUMN = "@key"
 
 #: rows of all tables in one chunk, about (a chunk's combine holds a few times this in bytes)
 DEFAULT_BUDGET = 2_000_000
@@ -92,6 +105,9 @@ class _Run:
                     reader.verify(self.crc32)
             except Damaged as exc:
                 raise _damage(self.path, exc) from None
+        return self._cut(below)
+
+    def _cut(self, below: int | None) -> dict[str, np.ndarray] | None:
         if not self.pending:
             return None
         table = (self.pending[0] if len(self.pending) == 1 else
@@ -109,6 +125,128 @@ class _Run:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+class _KeysStream:
+    """A block's table read forward for the keyed tables that point into it: the rows from the
+    lowest row number one of them still needs up to the highest asked for so far."""
+
+    def __init__(self, path: str, crc32: int | None) -> None:
+        self.path, self.crc32 = path, crc32
+        self.runs: list["_KeyedRun"] = []
+        self.base = 0                           # row number of held[...][0]
+        self.held: Table = {}
+        self.file: BinaryIO | None = None
+        try:
+            self.file = open(path, "rb")
+            self.reader = TableReader(self.file, path, os.fstat(self.file.fileno()).st_size)
+        except FileNotFoundError:
+            self.close()
+            raise codec.ChecksumError(f"{path}: missing (deleted from disk)") from None
+        except Damaged as exc:
+            self.close()
+            raise _damage(path, exc) from None
+        self.starts = np.cumsum([0] + [b.rows for b in self.reader.blocks])
+        self.names = list(self.reader.names)
+
+    def first_key_at(self, row: int) -> int:
+        """The key (column 0) of the block holding row ``row``: at most the row's own key,
+        which is all that planning by the footers needs."""
+        i = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return int(self.reader.blocks[min(i, len(self.reader.blocks) - 1)].first)
+
+    def rows(self, lo: int, hi: int, names: list[str]) -> Table:
+        """Columns ``names`` of rows ``lo`` .. ``hi - 1``."""
+        held_rows = len(self.held[self.names[0]]) if self.held else 0
+        try:
+            while self.base + held_rows < hi:
+                if self.reader.next_block == len(self.reader.blocks):
+                    raise Damaged(f"row {hi - 1} asked of a table of {self.reader.rows} rows")
+                block = self.reader.read_block()
+                self.held = block if not self.held else {
+                    n: np.concatenate([self.held[n], block[n]]) for n in self.names}
+                held_rows += len(block[self.names[0]])
+                if self.reader.next_block == len(self.reader.blocks):
+                    self.reader.verify(self.crc32)
+        except Damaged as exc:
+            raise _damage(self.path, exc) from None
+        if lo < self.base:
+            raise AssertionError(f"{self.path}: row {lo} already released")
+        return {n: self.held[n][lo - self.base:hi - self.base] for n in names}
+
+    def release(self) -> None:
+        """Forget the rows below every keyed table's next unread row."""
+        below = min(run.next_row() for run in self.runs)
+        if self.held and below > self.base:
+            drop = min(below - self.base, len(self.held[self.names[0]]))
+            self.held = {n: c[drop:] for n, c in self.held.items()}
+            self.base += drop
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class _KeyedRun(_Run):
+    """A keyed table, its rows handed out with the key columns of its block's table."""
+
+    def __init__(self, path: str, crc32: int | None, key: str, stream: _KeysStream) -> None:
+        self.stream = stream
+        super().__init__(path, crc32, key)
+        stream.runs.append(self)
+
+    def _open(self) -> None:
+        f = open(self.path, "rb")
+        self.file = f
+        try:
+            reader = TableReader(f, self.path, os.fstat(f.fileno()).st_size)
+        except BaseException:
+            self.close()
+            raise
+        if reader.names[:1] != [KEY_COLUMN] or not reader.sorted or self.key != self.stream.names[0]:
+            self.close()
+            raise Damaged(f"not a table keyed by {self.stream.path}")
+        self.reader = reader
+        self.values = reader.names[1:]
+        self.keys = [n for n in self.stream.names if n not in self.values]
+
+    def next_row(self) -> int:
+        reader = self.reader
+        assert reader is not None
+        if reader.next_block < len(reader.blocks):
+            return int(reader.blocks[reader.next_block].first)
+        return 1 << 62
+
+    def marks(self) -> list[tuple[int, int]]:
+        assert self.reader is not None
+        return [(self.stream.first_key_at(int(b.first)), b.rows)
+                for b in self.reader.blocks if b.rows]
+
+    def take(self, below: int | None) -> dict[str, np.ndarray] | None:
+        reader = self.reader
+        assert reader is not None
+        try:
+            while reader.next_block < len(reader.blocks):
+                if below is not None and self.pending:
+                    last = self.pending[-1][self.key]
+                    if len(last) and int(last[-1]) >= below:
+                        break
+                if below is not None and self.stream.first_key_at(
+                        int(reader.blocks[reader.next_block].first)) >= below:
+                    break
+                block = reader.read_block()
+                rows = block[KEY_COLUMN]
+                keys = self.stream.rows(int(rows[0]), int(rows[-1]) + 1, self.keys)
+                at = (rows - rows[0]).astype(np.intp)
+                decoded = {n: keys[n][at] if n in keys else block[n] for n in self.stream.names}
+                self.pending.append(decoded)
+                self.stream.release()
+            if below is None:
+                reader.verify(self.crc32)
+        except Damaged as exc:
+            raise _damage(self.path, exc) from None
+        return self._cut(below)
 
 
 def _damage(path: str, exc: Damaged) -> codec.ChecksumError:
@@ -147,14 +285,21 @@ def plan_chunks(marks: list[tuple[int, int]], budget: int) -> tuple[list[int], l
 class SortedRuns:
     """The tables ``inputs`` ((path, crc32) each) read together by ``key`` ranges."""
 
-    def __init__(self, inputs: list[tuple[str, int | None]], key: str,
-                 budget: int = DEFAULT_BUDGET) -> None:
+    def __init__(self, inputs: list[Input], key: str, budget: int = DEFAULT_BUDGET) -> None:
         self.key, self.budget = key, budget
         self.runs: list[_Run] = []
+        self.streams: dict[str, _KeysStream] = {}
         _allow_open_files(len(inputs) + 64)
         try:
-            for path, crc in inputs:
-                self.runs.append(_Run(path, crc, key))
+            for ref in inputs:
+                if len(ref) == 2:
+                    self.runs.append(_Run(ref[0], ref[1], key))
+                    continue
+                path, crc, keys_path, keys_crc = ref
+                stream = self.streams.get(keys_path)
+                if stream is None:
+                    stream = self.streams[keys_path] = _KeysStream(keys_path, keys_crc)
+                self.runs.append(_KeyedRun(path, crc, key, stream))
         except BaseException:
             self.close()
             raise
@@ -168,6 +313,11 @@ class SortedRuns:
                 yield tables
 
     def chunk_parts(self) -> Iterator[tuple[int, Iterator[Table]]]:
+        """As :meth:`chunk_runs`, the tables without the index of their input."""
+        for expected, parts in self.chunk_runs():
+            yield expected, (table for _, table in parts)
+
+    def chunk_runs(self) -> Iterator[tuple[int, Iterator[tuple[int, Table]]]]:
         """As :meth:`chunks`, with the rows the plan expects in each chunk, and its tables read
         one at a time as they are asked for: a key range that one huge group fills (a
         country's songs over months, far above the budget) can then be held one table at a
@@ -180,15 +330,17 @@ class SortedRuns:
             for _ in parts:  # what the caller left unread still belongs to this chunk
                 pass
 
-    def _take_all(self, below: int | None) -> Iterator[dict[str, np.ndarray]]:
-        for run in self.runs:
+    def _take_all(self, below: int | None) -> Iterator[tuple[int, Table]]:
+        for i, run in enumerate(self.runs):
             table = run.take(below)
             if table is not None:
-                yield table
+                yield i, table
 
     def close(self) -> None:
         for run in self.runs:
             run.close()
+        for stream in self.streams.values():
+            stream.close()
 
     def __enter__(self) -> "SortedRuns":
         return self

@@ -239,13 +239,24 @@ class Store:
         return sorted(days)
 
     def tables(self, day: dt.date, manifest: dict[str, Any],
-               channel: str) -> dict[int, tuple[str, int, int]]:
-        """Partition -> (path, crc32, rows) of a day's tables of one channel, from its verified
-        manifest (a second reading could find it gone and silently drop the day)."""
+               channel: str) -> dict[int, tuple[tuple[Any, ...], int]]:
+        """Partition -> (what to read, rows) of a day's tables of one channel, from its verified
+        manifest (a second reading could find it gone and silently drop the day). What to read
+        is (path, crc32), or for a keyed day (path, crc32, block table's path, its crc32)."""
         folder = self.day_dir(day)
-        return {int(p): (os.path.join(folder, name), meta["crc32"], meta["rows"])
+        keys = manifest.get("keyed", {}).get("folder")
+        keys_folder = os.path.join(self.root, self.step, keys) if keys else None
+        return {int(p): (((os.path.join(folder, name), meta["crc32"]) if keys_folder is None
+                          else (os.path.join(folder, name), meta["crc32"],
+                                os.path.join(keys_folder, name), meta["keys_crc32"])),
+                         meta["rows"])
                 for name, meta in manifest.get("files", {}).items()
                 if name.startswith(channel + "-") for p in [name[len(channel) + 1:-4]]}
+
+    @staticmethod
+    def checksum(manifest: dict[str, Any]) -> int:
+        """The checksum a day's manifest carries of the rest of its content."""
+        return _manifest_checksum(manifest)
 
     def discard(self, day: dt.date) -> None:
         shutil.rmtree(self.day_dir(day), ignore_errors=True)

@@ -26,7 +26,7 @@ import numpy as np
 from mapreduce import kernels
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
-from mapreduce.sortedruns import DEFAULT_BUDGET, SortedRuns, Table, fold
+from mapreduce.sortedruns import DEFAULT_BUDGET, Input, SortedRuns, Table, fold
 
 MERGE_CHUNK_BYTES = 2 * 1024 * 1024  # cache-sized: 4 MB merged slower, 16 MB slower still (measured)
 #: lines a merge task takes at most (about 40 bytes of index each)
@@ -40,7 +40,7 @@ class WindowTask:
     job: JobSpec
     channel: str
     partition: int
-    inputs: tuple[tuple[str, int], ...]     # (table path, crc32): days or rolled-up blocks
+    inputs: tuple[Input, ...]     # days or rolled-up blocks (mapreduce.sortedruns.Input)
     out_prefix: str
     budget: int = DEFAULT_BUDGET
 

@@ -39,6 +39,7 @@ from mapreduce.fsutil import atomic_writers, remove_stale_temps
 from mapreduce.inputs import DatedInputs, check_folders, delivery_in_progress, window_days
 from mapreduce.job import ArrayJob, JobSpec, Option, class_ref
 from mapreduce.report import MemorySampler, StageClock
+from mapreduce.runner import run_stage
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
 from mapreduce.store import DEFAULT_PARTITIONS, Store
 from mapreduce.trace import Trace
@@ -122,6 +123,12 @@ class WindowJob(ArrayJob):
     #: time instead of holding them all; ``rollup_levels = ()`` keeps no blocks.
     rollups: ClassVar[bool] = False
     rollup_levels: ClassVar[tuple[int, ...]] = (8, 64)
+    #: the columns that tell the rows of a per-input table apart (the group column first), for
+    #: a job with rollups: then the days of each block of the top level whose last day is
+    #: ``keyed_after`` days or more before a window's end are stored as row numbers into the
+    #: block's table, a quarter of their size (see :mod:`mapreduce.keying`); () keeps days whole
+    row_keys: ClassVar[tuple[str, ...]] = ()
+    keyed_after: ClassVar[int] = 14
 
     def group_column(self, channel: str) -> str:
         """The column a window task cuts its key ranges by (rows of one group stay together).
@@ -270,10 +277,38 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
             }
             summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         samples = memory.samples
+        if job.rollups and job.row_keys and job.rollup_levels:
+            _key_days(job, spec, days_cached, end, run)
         summary["removed"] = retention.apply(ops.retention, job, store_obj, out, end, days)
+        if job.rollups and job.row_keys:
+            from mapreduce.keying import remove_unused_keys
+            remove_unused_keys(store_obj)
     if html_report:
         _write_html(html_report, job, summary, days_cached, run.trace, samples, started)
     return summary
+
+
+def _key_days(job: WindowJob, spec: JobSpec, days: "_DayResults", end: dt.date,
+              run: WindowRun) -> None:
+    """Store the window's old days keyed against their blocks (the files are written: a
+    failure here leaves the store as it was and is only reported)."""
+    from mapreduce.keying import key_days, run_keying
+
+    def run_tasks(tasks: list) -> list:
+        return run_stage(run.backend, "keying", tasks, run_keying,
+                         where=lambda t: f"{t.channel} partition {t.partition}",
+                         unit="partition", quiet=run.quiet, trace=run.trace)
+
+    started = time.perf_counter()
+    try:
+        keyed = key_days(job, spec, days.store, days.manifests, end, run_tasks, MAX_WINDOW_ROWS)
+    except (JobError, OSError) as exc:
+        log.warning("could not store the days of %s keyed against their blocks: %s; they stay "
+                    "whole", days.store.root, exc)
+        return
+    if keyed:
+        log.info("stored %d day(s) keyed against their blocks (%s .. %s) in %.1f s", len(keyed),
+                 f"{keyed[0]:%Y-%m-%d}", f"{keyed[-1]:%Y-%m-%d}", time.perf_counter() - started)
 
 
 def _write_html(path: str, job: WindowJob, summary: dict[str, Any], days: _DayResults,

@@ -64,6 +64,15 @@ def write_window(job: Any, spec: JobSpec, channels: tuple[str, ...], days: Any,
                     log.warning("store table of %s is damaged (%s); reducing that day again",
                                 f"{what:%Y-%m-%d}", exc.__cause__)
                     days.redo(what)
+                elif os.path.basename(what).startswith("keys"):
+                    # the block's table the keyed days point into: they cannot be read any more
+                    discarded.add(what)
+                    keyed = [d for d in present if days.manifests[d].get("keyed", {}).get(
+                        "folder") == os.path.basename(what)]
+                    log.warning("block table %s is damaged (%s); reducing the %d day(s) keyed "
+                                "against it again", what, exc.__cause__, len(keyed))
+                    for day in keyed:
+                        days.redo(day)
                 else:
                     discarded.add(what)
                     log.warning("rollup %s is damaged (%s); building it again", what,
@@ -99,14 +108,15 @@ def write_window(job: Any, spec: JobSpec, channels: tuple[str, ...], days: Any,
 
 def _inputs(job: Any, spec: JobSpec, channels: tuple[str, ...], days: Any,
             present: list[dt.date], run: Any, rollups: Rollups | None, spans: list[Span],
-            clock: StageClock, budget: int) -> dict[str, dict[int, tuple[tuple[str, int], ...]]]:
-    """Channel -> partition -> the (path, crc32) of the tables its window task reads."""
+            clock: StageClock, budget: int) -> dict[str, dict[int, tuple[tuple[Any, ...], ...]]]:
+    """Channel -> partition -> what its window task reads: (path, crc32) of each table, or
+    (path, crc32, block table's path, its crc32) of a keyed day's."""
     store, manifests = days.store, days.manifests
     ready: dict[Span, dict[str, Any]] = {}
     if rollups is not None:
         with clock.stage("rollup"):
             ready = _ensure_rollups(rollups, spec, channels, days, spans, run, budget)
-    out: dict[str, dict[int, list[tuple[str, int]]]] = {c: {} for c in channels}
+    out: dict[str, dict[int, list[tuple[Any, ...]]]] = {c: {} for c in channels}
     for channel in channels:
         if rollups is None:
             per_span = [store.tables(d, manifests[d], channel) for d in present]
@@ -115,8 +125,8 @@ def _inputs(job: Any, spec: JobSpec, channels: tuple[str, ...], days: Any,
                         else rollups.tables(s, ready[s], channel)
                         for s in spans if s in ready or (s.level == 1 and s.first in manifests)]
         for tables in per_span:
-            for p, (path, crc, _rows) in tables.items():
-                out[channel].setdefault(p, []).append((path, crc))
+            for p, (ref, _rows) in tables.items():
+                out[channel].setdefault(p, []).append(ref)
     return {c: {p: tuple(v) for p, v in per.items()} for c, per in out.items()}
 
 
@@ -142,7 +152,7 @@ def _ensure_rollups(rollups: Rollups, spec: JobSpec, channels: tuple[str, ...], 
     for span in spans:
         require(span)
 
-    def sources(span: Span, channel: str) -> list[dict[int, tuple[str, int, int]]]:
+    def sources(span: Span, channel: str) -> list[dict[int, tuple[Any, int]]]:
         return [days.store.tables(part.first, manifests[part.first], channel) if part.level == 1
                 else rollups.tables(part, ready[part], channel)
                 for part in span.parts(rollups.levels)
@@ -161,7 +171,8 @@ def _ensure_rollups(rollups: Rollups, spec: JobSpec, channels: tuple[str, ...], 
 
 
 def _damaged(exc: JobError, store: Any, present: list[dt.date]) -> dt.date | str | None:
-    """The day, or the rollup folder, whose stored table a failed stage found damaged."""
+    """The day, the rollup folder or the keys folder (:mod:`mapreduce.keying`) whose stored
+    table a failed stage found damaged."""
     cause = exc.__cause__
     if not isinstance(cause, ChecksumError):
         return None
@@ -169,10 +180,11 @@ def _damaged(exc: JobError, store: Any, present: list[dt.date]) -> dt.date | str
     for day in present:
         if store.day_dir(day) + os.sep in text:
             return day
-    prefix = os.path.join(store.root, store.step, "rollup")
-    at = text.find(prefix)
-    if at >= 0:
-        end = text.find(os.sep, at + len(prefix))
-        if end > 0:
-            return text[at:end]
+    for kind in ("rollup", "keys"):
+        prefix = os.path.join(store.root, store.step, kind)
+        at = text.find(prefix)
+        if at >= 0:
+            end = text.find(os.sep, at + len(prefix))
+            if end > 0:
+                return text[at:end]
     return None

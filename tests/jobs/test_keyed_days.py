@@ -1,0 +1,76 @@
+"""Keyed days (mapreduce.keying) give the from-scratch windows, byte for byte, day after day:
+over a run of consecutive dates during which days are keyed against their blocks, with a log
+missing and a keyed day's log changed in the middle, and after the block table the keyed days
+point into is damaged."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import orjson
+
+from jobs.generate import generate
+from jobs.top50 import KEYS, TopSongs
+from mapreduce.windowed import run_window_job
+from tests.oracle import reference_files
+
+
+class KeyedBlocks(TopSongs):
+    """Blocks of 4 days whose days are keyed once the block ended 2 days before the window's
+    end: a 12-day window holds keyed days, whole days and blocks."""
+
+    rollup_levels = (4,)
+    row_keys = KEYS
+    keyed_after = 2
+
+
+class FromScratch(TopSongs):
+    rollups = False
+
+
+FIRST_END = dt.date(2024, 3, 12)
+RUN = 12
+DAYS = 12
+
+
+def _files(out, job, end: dt.date) -> dict[str, bytes]:
+    names = job.output_names(end)
+    return {c: (out / names[c]).read_bytes() for c in ("country", "user")}
+
+
+def _manifests(store) -> dict[str, dict]:
+    folder = store / "daily"
+    return {n: orjson.loads((folder / n / "manifest.json").read_bytes())
+            for n in sorted(os.listdir(folder)) if n.startswith("day-")}
+
+
+def test_keyed_windows_equal_from_scratch_ones_day_after_day(tmp_path, backend):
+    logs = tmp_path / "logs"
+    generate(str(logs), days=DAYS + RUN, lines_per_day=400, end=FIRST_END + dt.timedelta(RUN - 1),
+             users=25, songs=30)
+    keyed, scratch = tmp_path / "keyed", tmp_path / "scratch"
+    missing = FIRST_END - dt.timedelta(days=2)
+    changed = FIRST_END - dt.timedelta(days=8)
+    seen_keyed = set()
+    for i in range(RUN):
+        end = FIRST_END + dt.timedelta(days=i)
+        if i == 5:
+            os.unlink(logs / f"listen-{missing:%Y%m%d}.log")
+        if i == 7:
+            assert f"day-{changed:%Y%m%d}" in seen_keyed  # a keyed day's log changes
+            with open(logs / f"listen-{changed:%Y%m%d}.log", "ab") as f:
+                f.write(b"5|5|FR\n" * 40 + b"7|9|DE\n")
+        a = KeyedBlocks(days=DAYS, top=3)
+        b = FromScratch(days=DAYS, top=3)
+        run_window_job(a, str(logs), str(keyed), backend, date=end, partitions=3)
+        run_window_job(b, str(logs), str(scratch), backend, date=end, partitions=3)
+        assert _files(keyed, a, end) == _files(scratch, b, end), f"window ending {end}"
+        if i in (0, 5, 7, RUN - 1):
+            country, user = reference_files(str(logs), end, DAYS, 3)
+            assert _files(keyed, a, end) == {"country": country.encode(), "user": user.encode()}
+        manifests = _manifests(keyed / "store")
+        now = {n for n, m in manifests.items() if "keyed" in m}
+        seen_keyed |= now
+        folders = {n for n in os.listdir(keyed / "store" / "daily") if n.startswith("keys")}
+        assert folders == {m["keyed"]["folder"] for m in manifests.values() if "keyed" in m}
+    assert len(seen_keyed) >= 8
