@@ -1,7 +1,8 @@
 """What a windowed job keeps on disk, and whether a run has room to write.
 
 * Store days (``--keep-days N``): after a successful run, the N newest days of the step's
-  folder are kept, and always every day of the window just computed. The default N is the
+  folder are kept, and always every day of the window just computed; the blocks of days
+  (rollups) that start before the oldest day kept are removed with them. The default N is the
   longest window ever computed on that step (recorded in ``STORE/STEP/retention.json``), so the
   yearly job's 365 days survive a top50 run that shares its step. N below the window is raised
   to the window: a window's own days are never removed.
@@ -74,7 +75,7 @@ def apply(policy: Retention, job: Any, store: Store, out: str, end: dt.date,
           window: list[dt.date]) -> dict[str, list[str]]:
     """Remove what the policy does not keep, after the run for ``end`` succeeded (under the
     store's lock); returns what was removed."""
-    removed: dict[str, list[str]] = {"days": [], "outputs": []}
+    removed: dict[str, list[str]] = {"days": [], "outputs": []}  # and "rollups"
     longest = longest_window(store, len(window))
     keep_n = max(policy.keep_days or longest, len(window))
     stored = store.stored_days()
@@ -83,6 +84,8 @@ def apply(policy: Retention, job: Any, store: Store, out: str, end: dt.date,
         if day not in keep:
             store.discard(day)
             removed["days"].append(f"{day:%Y-%m-%d}")
+    if keep:
+        removed["rollups"] = _remove_rollups_before(store, min(keep))
     if policy.keep_outputs is not None:
         dates = output_dates(job, out)
         keep_out = set(sorted(dates)[-policy.keep_outputs:]) | {end}
@@ -94,10 +97,34 @@ def apply(policy: Retention, job: Any, store: Store, out: str, end: dt.date,
                     except FileNotFoundError:
                         pass
                 removed["outputs"].append(f"{day:%Y-%m-%d}")
-    if removed["days"] or removed["outputs"]:
-        log.info("retention: removed %d store day(s) and %d output date(s)",
-                 len(removed["days"]), len(removed["outputs"]))
+    if removed["days"] or removed["outputs"] or removed.get("rollups"):
+        log.info("retention: removed %d store day(s), %d rollup(s) and %d output date(s)",
+                 len(removed["days"]), len(removed.get("rollups", [])), len(removed["outputs"]))
     return removed
+
+
+def _remove_rollups_before(store: Store, oldest: dt.date) -> list[str]:
+    """Remove the rollups (blocks of days) that start before the oldest day kept: no window
+    over the days kept holds them whole again (the days of one that are keyed keep what they
+    point into in a keys folder of their own)."""
+    step = os.path.join(store.root, store.step)
+    removed = []
+    try:
+        names = os.listdir(step)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        level, _, first = name.partition("-")
+        if not level.startswith("rollup") or not level[6:].isdigit() or len(first) != 8:
+            continue
+        try:
+            start = dt.datetime.strptime(first, "%Y%m%d").date()
+        except ValueError:
+            continue
+        if start < oldest:
+            shutil.rmtree(os.path.join(step, name), ignore_errors=True)
+            removed.append(name)
+    return sorted(removed)
 
 
 def folder_bytes(path: str) -> int:

@@ -129,13 +129,13 @@ class _Run:
 
 class _KeysStream:
     """A block's table read forward for the keyed tables that point into it: the rows from the
-    lowest row number one of them still needs up to the highest asked for so far."""
+    lowest row number one of them still needs up to the highest asked for so far, in one
+    growing buffer per key column (a keyed block of 16 K rows of one day spans tens of the
+    block table's blocks: they are gathered from, never concatenated per request)."""
 
     def __init__(self, path: str, crc32: int | None) -> None:
         self.path, self.crc32 = path, crc32
         self.runs: list["_KeyedRun"] = []
-        self.base = 0                           # row number of held[...][0]
-        self.held: Table = {}
         self.file: BinaryIO | None = None
         try:
             self.file = open(path, "rb")
@@ -148,6 +148,11 @@ class _KeysStream:
             raise _damage(path, exc) from None
         self.starts = np.cumsum([0] + [b.rows for b in self.reader.blocks])
         self.names = list(self.reader.names)
+        self.keys: list[str] = []              # the columns held (set by the first keyed run)
+        self.buffer: dict[str, np.ndarray] = {}
+        self.base = 0       # row number of the first row held
+        self.at = 0         # where that row is in the buffer
+        self.held = 0       # rows held
 
     def first_key_at(self, row: int) -> int:
         """The key (column 0) of the block holding row ``row``: at most the row's own key,
@@ -155,32 +160,49 @@ class _KeysStream:
         i = int(np.searchsorted(self.starts, row, side="right")) - 1
         return int(self.reader.blocks[min(i, len(self.reader.blocks) - 1)].first)
 
-    def rows(self, lo: int, hi: int, names: list[str]) -> Table:
-        """Columns ``names`` of rows ``lo`` .. ``hi - 1``."""
-        held_rows = len(self.held[self.names[0]]) if self.held else 0
+    def gather(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The key columns of rows ``rows`` (increasing row numbers)."""
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
         try:
-            while self.base + held_rows < hi:
+            while self.base + self.held < hi:
                 if self.reader.next_block == len(self.reader.blocks):
                     raise Damaged(f"row {hi - 1} asked of a table of {self.reader.rows} rows")
-                block = self.reader.read_block()
-                self.held = block if not self.held else {
-                    n: np.concatenate([self.held[n], block[n]]) for n in self.names}
-                held_rows += len(block[self.names[0]])
+                self._append(self.reader.read_block())
                 if self.reader.next_block == len(self.reader.blocks):
                     self.reader.verify(self.crc32)
         except Damaged as exc:
             raise _damage(self.path, exc) from None
         if lo < self.base:
             raise AssertionError(f"{self.path}: row {lo} already released")
-        return {n: self.held[n][lo - self.base:hi - self.base] for n in names}
+        at = (rows - np.uint64(self.base)).astype(np.intp) + self.at
+        return {n: self.buffer[n][at] for n in self.keys}
+
+    def _append(self, block: dict[str, np.ndarray]) -> None:
+        rows = len(block[self.names[0]])
+        if not self.buffer:
+            self.buffer = {n: np.empty(max(4 * rows, 1 << 16), dtype=block[n].dtype)
+                           for n in self.keys}
+        end = self.at + self.held
+        capacity = len(next(iter(self.buffer.values())))
+        if end + rows > capacity:  # move what is held to the front, and grow if still short
+            size = max(capacity, 2 * (self.held + rows))
+            for n in self.keys:
+                grown = np.empty(size, dtype=self.buffer[n].dtype) if size > capacity \
+                    else self.buffer[n]
+                grown[:self.held] = self.buffer[n][self.at:end]
+                self.buffer[n] = grown
+            self.at, end = 0, self.held
+        for n in self.keys:
+            self.buffer[n][end:end + rows] = block[n]
+        self.held += rows
 
     def release(self) -> None:
         """Forget the rows below every keyed table's next unread row."""
         below = min(run.next_row() for run in self.runs)
-        if self.held and below > self.base:
-            drop = min(below - self.base, len(self.held[self.names[0]]))
-            self.held = {n: c[drop:] for n, c in self.held.items()}
-            self.base += drop
+        drop = min(max(below - self.base, 0), self.held)
+        self.base += drop
+        self.at += drop
+        self.held -= drop
 
     def close(self) -> None:
         if self.file is not None:
@@ -209,7 +231,11 @@ class _KeyedRun(_Run):
             raise Damaged(f"not a table keyed by {self.stream.path}")
         self.reader = reader
         self.values = reader.names[1:]
-        self.keys = [n for n in self.stream.names if n not in self.values]
+        keys = [n for n in self.stream.names if n not in self.values]
+        if self.stream.keys and self.stream.keys != keys:
+            self.close()
+            raise Damaged(f"other value columns than another table keyed by {self.stream.path}")
+        self.stream.keys = keys
 
     def next_row(self) -> int:
         reader = self.reader
@@ -236,10 +262,8 @@ class _KeyedRun(_Run):
                         int(reader.blocks[reader.next_block].first)) >= below:
                     break
                 block = reader.read_block()
-                rows = block[KEY_COLUMN]
-                keys = self.stream.rows(int(rows[0]), int(rows[-1]) + 1, self.keys)
-                at = (rows - rows[0]).astype(np.intp)
-                decoded = {n: keys[n][at] if n in keys else block[n] for n in self.stream.names}
+                keys = self.stream.gather(block[KEY_COLUMN])
+                decoded = {n: keys[n] if n in keys else block[n] for n in self.stream.names}
                 self.pending.append(decoded)
                 self.stream.release()
             if below is None:

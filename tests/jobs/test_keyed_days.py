@@ -1,7 +1,7 @@
 """Keyed days (mapreduce.keying) give the from-scratch windows, byte for byte, day after day:
 over a run of consecutive dates during which days are keyed against their blocks, with a log
 missing and a keyed day's log changed in the middle, and after the block table the keyed days
-point into is damaged."""
+point into is damaged; retention removes the blocks that start before the days it keeps."""
 from __future__ import annotations
 
 import datetime as dt
@@ -73,4 +73,36 @@ def test_keyed_windows_equal_from_scratch_ones_day_after_day(tmp_path, backend):
         seen_keyed |= now
         folders = {n for n in os.listdir(keyed / "store" / "daily") if n.startswith("keys")}
         assert folders == {m["keyed"]["folder"] for m in manifests.values() if "keyed" in m}
+        # retention keeps the window's days, and no block that starts before them
+        oldest = min(manifests)[4:]
+        blocks = [n for n in os.listdir(keyed / "store" / "daily") if n.startswith("rollup")]
+        assert blocks and all(n.split("-")[1] >= oldest for n in blocks)
     assert len(seen_keyed) >= 8
+
+
+def test_a_damaged_block_table_under_keyed_days_is_recovered_from_the_logs(tmp_path, backend,
+                                                                            caplog):
+    logs = tmp_path / "logs"
+    end = FIRST_END + dt.timedelta(days=3)
+    generate(str(logs), days=DAYS + 4, lines_per_day=300, end=end, users=20, songs=25)
+    out = tmp_path / "out"
+    job = KeyedBlocks(days=DAYS, top=3)
+    for d in (end - dt.timedelta(days=1), end):
+        run_window_job(job, str(logs), str(out), backend, date=d, partitions=2)
+    daily = out / "store" / "daily"
+    keyed = {n: m["keyed"]["folder"] for n, m in _manifests(out / "store").items() if "keyed" in m}
+    assert keyed
+    for folder in set(keyed.values()):
+        for name in os.listdir(daily / folder):
+            if name.endswith(".tbl"):
+                path = daily / folder / name
+                data = bytearray(path.read_bytes())
+                data[len(data) // 3] ^= 0xFF   # the same bytes as the block's (hard links)
+                path.write_bytes(bytes(data))
+    run_window_job(job, str(logs), str(out), backend, date=end, partitions=2)
+    country, user = reference_files(str(logs), end, DAYS, 3)
+    assert _files(out, job, end) == {"country": country.encode(), "user": user.encode()}
+    assert any("keyed against it again" in r.getMessage() for r in caplog.records)
+    folders = {n for n in os.listdir(daily) if n.startswith("keys")}
+    assert folders == {m["keyed"]["folder"] for m in _manifests(out / "store").values()
+                       if "keyed" in m}
