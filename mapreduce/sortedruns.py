@@ -115,7 +115,9 @@ class _Run:
         keys = table[self.key]
         cut = len(keys) if below is None else int(np.searchsorted(
             keys, np.array(below, dtype=np.uint64), side="left"))
-        rest = {n: c[cut:] for n, c in table.items()}
+        # copied: a view would keep the whole table (a country's rows, handed out) alive
+        # until this run's next turn, in every run of the window at once
+        rest = {n: c[cut:].copy() for n, c in table.items()} if cut else table
         self.pending = [rest] if len(rest[self.key]) else []
         if cut == 0:
             return None
