@@ -140,19 +140,29 @@ def build_store(root: str, lines: int, days: int, workers: int, seed: int = 42) 
 
 
 def window_rows(root: str, end: dt.date, days: int, rollups: bool) -> int:
-    """Stored rows the window ending ``end`` reads: its days', or its rollups' and edge days'."""
+    """Stored rows the window ending ``end`` reads: its days', or its rollups' and edge days';
+    a keyed day's (mapreduce.keying) with its block's table, read once for all its days."""
     from mapreduce.rollup import cover
 
     first = end - dt.timedelta(days=days - 1)
     step = os.path.join(root, "store", "daily")
-    spans = cover(first, end, (8, 64)) if rollups else cover(first, end, (10**9,))
+    levels = TopSongs.rollup_levels if rollups and TopSongs.rollup_levels else (10**9,)
     total = 0
-    for span in spans:
+    blocks: set[str] = set()
+    for span in cover(first, end, levels):
         name = (f"day-{span.first:%Y%m%d}" if span.level == 1
                 else f"rollup{span.level}-{span.first:%Y%m%d}")
-        with open(os.path.join(step, name, "manifest.json"), "rb") as f:
-            total += sum(m["rows"] for m in orjson.loads(f.read())["files"].values())
+        manifest = _manifest(os.path.join(step, name))
+        total += sum(m["rows"] for m in manifest["files"].values())
+        blocks.add(manifest.get("keyed", {}).get("folder", ""))
+    for folder in blocks - {""}:
+        total += sum(m["rows"] for m in _manifest(os.path.join(step, folder))["files"].values())
     return total
+
+
+def _manifest(folder: str) -> dict[str, Any]:
+    with open(os.path.join(folder, "manifest.json"), "rb") as f:
+        return orjson.loads(f.read())
 
 
 def run_case(root: str, label: str, days: int, end: dt.date, workers: int,

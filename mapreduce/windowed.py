@@ -291,7 +291,7 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
 def _key_days(job: WindowJob, spec: JobSpec, days: "_DayResults", end: dt.date,
               run: WindowRun) -> None:
     """Store the window's old days keyed against their blocks (the files are written: a
-    failure here leaves the store as it was and is only reported)."""
+    failure here leaves each day keyed or whole, and is only reported)."""
     from mapreduce.keying import key_days, run_keying
 
     def run_tasks(tasks: list) -> list:
@@ -302,9 +302,9 @@ def _key_days(job: WindowJob, spec: JobSpec, days: "_DayResults", end: dt.date,
     started = time.perf_counter()
     try:
         keyed = key_days(job, spec, days.store, days.manifests, end, run_tasks, MAX_WINDOW_ROWS)
-    except (JobError, OSError) as exc:
-        log.warning("could not store the days of %s keyed against their blocks: %s; they stay "
-                    "whole", days.store.root, exc)
+    except Exception as exc:  # the files are committed: what failed here is only reported
+        log.warning("could not store the days of %s keyed against their blocks (%s: %s); "
+                    "they stay whole", days.store.root, type(exc).__name__, exc)
         return
     if keyed:
         log.info("stored %d day(s) keyed against their blocks (%s .. %s) in %.1f s", len(keyed),
