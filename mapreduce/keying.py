@@ -173,3 +173,130 @@ def _match2(a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray,
             return j
         out[j] = i
     return -1
+
+
+def key_days(job: Any, spec: JobSpec, store: Any, manifests: dict[dt.date, dict[str, Any]],
+             end: dt.date, run_tasks: Callable[[list[KeyingTask]], list[KeyingResult]],
+             budget: int = DEFAULT_BUDGET) -> list[dt.date]:
+    """Key the days of each block of the job's top rollup level that lies in ``manifests``
+    (a window's days, verified) and ended ``job.keyed_after`` days or more before ``end``,
+    against that block. Returns the days keyed."""
+    from mapreduce.rollup import Rollups, Span
+
+    rollups = Rollups(store, job)
+    top = max(rollups.levels)
+    if not manifests:
+        return []
+    # blocks within the window's days only: a block at its start has days it does not verify
+    low, high = min(manifests), min(max(manifests), end - dt.timedelta(days=job.keyed_after))
+    firsts = sorted({dt.date.fromordinal(d.toordinal() // top * top) for d in manifests})
+    keyed: list[dt.date] = []
+    for first in firsts:
+        span = Span(top, first)
+        if span.first < low or span.days[-1] > high:
+            continue
+        block = rollups.fresh(span, manifests)
+        if block is None:
+            continue
+        name = f"keys{top}-{first:%Y%m%d}-{block['checksum']:08x}"
+        todo = [d for d in span.days if d in manifests
+                and manifests[d].get("keyed", {}).get("folder") != name]
+        if todo:
+            folder = _keys_folder(rollups.folder(span), block, os.path.join(
+                store.root, store.step, name))
+            keyed += _key(spec, store, manifests, todo, block, folder, run_tasks, budget)
+    return keyed
+
+
+def _keys_folder(block_folder: str, block: dict[str, Any], folder: str) -> str:
+    """The block's tables under ``folder`` (hard links: no bytes copied), made once."""
+    if os.path.isfile(os.path.join(folder, "manifest.json")):
+        return folder
+    staging = make_temp_dir(os.path.dirname(folder), os.path.basename(folder))
+    try:
+        for name in block["files"]:
+            source, target = os.path.join(block_folder, name), os.path.join(staging, name)
+            try:
+                os.link(source, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(source, target)
+        atomic_write_bytes(os.path.join(staging, "manifest.json"),
+                           orjson.dumps(block, option=orjson.OPT_INDENT_2))
+        replace_dir(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _key(spec: JobSpec, store: Any, manifests: dict[dt.date, dict[str, Any]],
+         days: list[dt.date], block: dict[str, Any], folder: str,
+         run_tasks: Callable[[list[KeyingTask]], list[KeyingResult]],
+         budget: int) -> list[dt.date]:
+    staging = {d: make_temp_dir(os.path.dirname(store.day_dir(d)), f"day-{d:%Y%m%d}")
+               for d in days}
+    try:
+        tasks: list[KeyingTask] = []
+        for name, meta in sorted(block["files"].items()):
+            channel, p = name[:-10], int(name[-9:-4])
+            refs = []
+            for d in days:
+                table = store.tables(d, manifests[d], channel).get(p)
+                if table is not None:
+                    refs.append((os.path.join(staging[d], name), table[0]))
+            if refs:
+                tasks.append(KeyingTask(spec, channel, p, (os.path.join(folder, name),
+                                                           meta["crc32"]), tuple(refs), budget))
+        results = run_tasks(tasks)
+        written: dict[dt.date, dict[str, Any]] = {d: {} for d in days}
+        for task, result in zip(tasks, results):
+            keys_crc = task.keys[1]
+            for (path, _), table in zip(task.days, result.tables):
+                day = next(d for d in days if path.startswith(staging[d] + os.sep))
+                if table is not None:
+                    written[day][os.path.basename(path)] = {
+                        "bytes": table.bytes, "crc32": table.crc32, "rows": table.rows,
+                        "keys_crc32": keys_crc}
+        for d in days:
+            old = manifests[d]
+            rows = {n: m["rows"] for n, m in old["files"].items() if m["rows"]}
+            if {n: m["rows"] for n, m in written[d].items()} != rows:
+                raise AssertionError(f"keyed tables of {d:%Y-%m-%d} hold other rows than its "
+                                     "tables")
+            manifest = {k: v for k, v in old.items() if k != "checksum"}
+            manifest.update(files=written[d], keyed={"folder": os.path.basename(folder)},
+                            content=old.get("content", old["checksum"]))
+            manifest["checksum"] = store.checksum(manifest)
+            atomic_write_bytes(os.path.join(staging[d], "manifest.json"),
+                               orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            replace_dir(staging[d], store.day_dir(d))
+            manifests[d] = manifest
+        return days
+    finally:
+        for path in staging.values():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_unused_keys(store: Any) -> list[str]:
+    """Remove the keys folders that no stored day's manifest names (after a day was keyed
+    again against a block built anew, or removed from the store)."""
+    step = os.path.join(store.root, store.step)
+    try:
+        folders = [n for n in os.listdir(step) if n.startswith("keys") and "-" in n
+                   and not n.startswith(".")]
+    except FileNotFoundError:
+        return []
+    used = set()
+    for day in store.stored_days():
+        manifest = store.manifest(day)
+        if manifest is None:
+            path = os.path.join(store.day_dir(day), "manifest.json")
+            if os.path.exists(path):
+                return []  # a manifest we cannot read may name one: keep them all
+            continue
+        used.add(manifest.get("keyed", {}).get("folder"))
+    removed = [n for n in folders if n not in used]
+    for name in removed:
+        shutil.rmtree(os.path.join(step, name), ignore_errors=True)
+    return removed
