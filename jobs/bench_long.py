@@ -44,6 +44,14 @@ class NoRollups(TopSongs):
     rollup_levels = ()
 
 
+class LongTopSongs(TopSongs):
+    """The yearly job as it runs, but keying every day it may in its first run (the job keys
+    8 a run, spreading a block's keying over 8 runs): the next day then runs over the store
+    as it is once a year's days are keyed, and the store's bytes are measured so."""
+
+    keyed_per_run = 10**6
+
+
 def day_listens(pop: Any, seed: int, day: dt.date, lines: int) -> tuple[np.ndarray, ...]:
     """(song, user, country index) of a day's valid listens, drawn as jobs.generate draws them
     (its chunked loop, without turning them into text)."""
@@ -166,7 +174,7 @@ def _manifest(folder: str) -> dict[str, Any]:
 
 
 def run_case(root: str, label: str, days: int, end: dt.date, workers: int,
-             job: str | None, work: str, keep_days: int) -> dict[str, Any]:
+             job: str, work: str, keep_days: int, rolled: bool) -> dict[str, Any]:
     """One timed ``mapreduce top`` (top 10) in a process of its own; its window-stage seconds
     from the summary it writes. ``keep_days``: the store's days, all kept (by default retention
     keeps the longest window run so far, and a 30-day case would delete a year's store)."""
@@ -178,7 +186,7 @@ def run_case(root: str, label: str, days: int, end: dt.date, workers: int,
                       "--logs", os.path.join(root, "logs"), "--out", out,
                       "--store", os.path.join(root, "store"), "--date", f"{end:%Y%m%d}",
                       "--workers", str(workers), "--keep-days", str(keep_days), "--quiet",
-                      *(["--job", job] if job else []))
+                      "--job", job)
     _progress(f"long window: {label}, {days} days ending {end}")
     wall, peak = measure(f"long {label} {days} days", command, out + ".console.txt")
     summary_name = [n for n in os.listdir(out) if n.endswith(".summary.json")][0]
@@ -188,7 +196,7 @@ def run_case(root: str, label: str, days: int, end: dt.date, workers: int,
     window = sum(v for k, v in stages.items() if k in ("rollup", "window", "merge"))
     return {"wall_s": round(wall, 3), "window_stage_s": round(window, 3), "stages": stages,
             "peak_rss_bytes": peak,
-            "rows_read": window_rows(root, end, days, rollups=job is None)}
+            "rows_read": window_rows(root, end, days, rollups=rolled)}
 
 
 def run_long(data: str, *, rate: int, lengths: list[int], rates: list[int], rate_days: int,
@@ -211,10 +219,13 @@ def run_long(data: str, *, rate: int, lengths: list[int], rates: list[int], rate
                                "bytes_per_row": round(built["bytes"] / built["rows"], 3)}
         keep = built["days"]
         row["scratch"] = run_case(root, "scratch", n, END, workers, "jobs.bench_long:NoRollups",
-                                  work, keep)
-        row["first"] = run_case(root, "first", n, END - dt.timedelta(days=1), workers, None, work,
-                                keep)
-        row["next_day"] = run_case(root, "next", n, END, workers, None, work, keep)
+                                  work, keep, rolled=False)
+        row["first"] = run_case(root, "first", n, END - dt.timedelta(days=1), workers,
+                                "jobs.bench_long:LongTopSongs", work, keep, rolled=True)
+        row["next_day"] = run_case(root, "next", n, END, workers, "jobs.bench_long:LongTopSongs",
+                                   work, keep, rolled=True)
+        row["store"] = store_bytes(root)
+        row["stored_days"] = built["days"]
         _same_outputs(os.path.join(work, f"scratch-{n}"), os.path.join(work, f"next-{n}"))
         rows.append(row)
     shutil.rmtree(work, ignore_errors=True)
@@ -238,6 +249,26 @@ def _same_outputs(a: str, b: str) -> None:
             raise JobError(f"long window: {name} from rollups differs from the from-scratch one")
     shutil.rmtree(a)
     shutil.rmtree(b)
+
+
+def store_bytes(root: str) -> dict[str, int]:
+    """Bytes on disk of a long store's step folder by kind: whole days, keyed days, blocks
+    (rollups) and the keys folders' tables (hard links of blocks' tables: counted once)."""
+    step = os.path.join(root, "store", "daily")
+    out = {"days": 0, "keyed_days": 0, "blocks": 0, "keys": 0}
+    seen: set[tuple[int, int]] = set()
+    for name in sorted(os.listdir(step), key=lambda n: not n.startswith("rollup")):
+        folder = os.path.join(step, name)
+        if not os.path.isdir(folder) or name.startswith("."):
+            continue
+        kind = ("blocks" if name.startswith("rollup") else "keys" if name.startswith("keys")
+                else "keyed_days" if "keyed" in _manifest(folder) else "days")
+        for entry in os.scandir(folder):
+            st = entry.stat()
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                out[kind] += st.st_size
+    return out
 
 
 def _rollup_bytes(root: str) -> int:

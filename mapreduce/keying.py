@@ -180,7 +180,9 @@ def key_days(job: Any, spec: JobSpec, store: Any, manifests: dict[dt.date, dict[
              budget: int = DEFAULT_BUDGET) -> list[dt.date]:
     """Key the days of each block of the job's top rollup level that lies in ``manifests``
     (a window's days, verified) and ended ``job.keyed_after`` days or more before ``end``,
-    against that block. Returns the days keyed."""
+    against that block: at most ``job.keyed_per_run`` days, oldest first, so that keying a
+    block is spread over a few runs instead of adding all of it to one. Returns the days
+    keyed."""
     from mapreduce.rollup import Rollups, Span
 
     rollups = Rollups(store, job)
@@ -193,14 +195,15 @@ def key_days(job: Any, spec: JobSpec, store: Any, manifests: dict[dt.date, dict[
     keyed: list[dt.date] = []
     for first in firsts:
         span = Span(top, first)
-        if span.first < low or span.days[-1] > high:
+        room = job.keyed_per_run - len(keyed)
+        if span.first < low or span.days[-1] > high or room <= 0:
             continue
         block = rollups.fresh(span, manifests)
         if block is None:
             continue
         name = f"keys{top}-{first:%Y%m%d}-{block['checksum']:08x}"
         todo = [d for d in span.days if d in manifests
-                and manifests[d].get("keyed", {}).get("folder") != name]
+                and manifests[d].get("keyed", {}).get("folder") != name][:room]
         if todo:
             folder = _keys_folder(rollups.folder(span), block, os.path.join(
                 store.root, store.step, name))

@@ -126,9 +126,11 @@ class WindowJob(ArrayJob):
     #: the columns that tell the rows of a per-input table apart (the group column first), for
     #: a job with rollups: then the days of each block of the top level whose last day is
     #: ``keyed_after`` days or more before a window's end are stored as row numbers into the
-    #: block's table, a quarter of their size (see :mod:`mapreduce.keying`); () keeps days whole
+    #: block's table, a quarter of their size, ``keyed_per_run`` days a run at most (see
+    #: :mod:`mapreduce.keying`); () keeps days whole
     row_keys: ClassVar[tuple[str, ...]] = ()
     keyed_after: ClassVar[int] = 14
+    keyed_per_run: ClassVar[int] = 8
 
     def group_column(self, channel: str) -> str:
         """The column a window task cuts its key ranges by (rows of one group stay together).

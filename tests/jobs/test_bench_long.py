@@ -12,22 +12,25 @@ from mapreduce.cli import main
 def test_long_window_case_runs_and_prints_its_extrapolation(tmp_path, capsys):
     data = tmp_path / "data"
     code = main(["bench", "--long-window", "--data", str(data), "--long-rate", "1500",
-                 "--long-days", "9,20", "--long-rates", "3000", "--long-rate-days", "9",
+                 "--long-days", "9,150", "--long-rates", "3000", "--long-rate-days", "9",
                  "--workers", "2"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "extrapolation to 30,000,000 lines a day (20 days)" in out
+    assert "extrapolation to 30,000,000 lines a day (150 days)" in out
+    assert "B a stored row, all of it (measured after the runs" in out
     result = orjson.loads((data / "bench-long.json").read_bytes())
     cases = {(c["lines_per_day"], c["days"]): c for c in result["cases"]}
-    assert set(cases) == {(1500, 9), (1500, 20), (3000, 9)}
-    twenty = cases[(1500, 20)]
+    assert set(cases) == {(1500, 9), (1500, 150), (3000, 9)}
+    long = cases[(1500, 150)]
     # every day of the store is read: a 9-day case must not let retention delete the others
-    assert twenty["scratch"]["rows_read"] > 2 * cases[(1500, 9)]["scratch"]["rows_read"]
-    # 20 days hold whole blocks of 8: the next day reads rollups, fewer rows than the days
-    assert twenty["next_day"]["rows_read"] < twenty["scratch"]["rows_read"]
+    assert long["scratch"]["rows_read"] > 10 * cases[(1500, 9)]["scratch"]["rows_read"]
+    # 150 days hold a whole block of 64: the next day reads it, fewer rows than the days
+    assert long["next_day"]["rows_read"] < long["scratch"]["rows_read"]
+    # and the first run keyed the days of the block that ended 14 days before it
+    assert long["store"]["keyed_days"] > 0 and long["store"]["blocks"] > 0
     assert all(c[k]["peak_rss_bytes"] > 0 for c in cases.values()
                for k in ("scratch", "first", "next_day"))
-    assert 0 < twenty["bytes_per_row"] < 8
+    assert 0 < long["bytes_per_row"] < 8
     assert {c["partitions"] for c in cases.values()} == {8}
 
 
