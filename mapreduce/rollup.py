@@ -15,7 +15,10 @@ L days starts on a day whose ordinal is a multiple of L), else by a single day:
 A rollup's manifest names the exact manifest (by its checksum) of every day it holds: a day
 reduced again (its log changed, or its table was damaged), a day that arrives late or one that
 is gone makes every rollup built on it stale, and it is built again from what is there now.
-Each table's crc32 is in the manifest and is checked as it is read, like a day's.
+Each table's crc32 is in the manifest and is checked as it is read, like a day's. A day keyed
+against its block (:mod:`mapreduce.keying`) keeps the checksum of the manifest it was reduced
+with, which is what the block names. ``TopSongs`` keeps blocks of 64 days only (its days are
+keyed against them): its window's edges are days, keyed at the start.
 """
 from __future__ import annotations
 
