@@ -226,13 +226,15 @@ def render_long(result: dict[str, Any]) -> str:
         parts = year["store"]
         all_in = sum(parts.values()) / max(1, year["stored_days"] * year["stored_rows_per_day"])
         store = all_in * days * rows_day
-        store_text = (f"  store: {all_in:.2f} B a stored row, all of it (measured after the runs: "
-                      + ", ".join(f"{k.replace('_', ' ')} {v / 1e6:.3g} MB" for k, v in parts.items())
-                      + f") x {days} x {rows_day / 1e6:.1f} M = {store / 1e9:.1f} GB")
+        sizes = ", ".join(f"{k.replace('_', ' ')} {v / 1e6:.3g} MB" for k, v in parts.items())
+        store_text = (f"  store: {all_in:.2f} B a stored row, all of it (measured after the "
+                      f"runs: {sizes})"
+                      f" x {days} x {rows_day / 1e6:.1f} M = {store / 1e9:.1f} GB")
     else:
         store = year["bytes_per_row"] * days * rows_day * (1 + rollup_share)
-        store_text = (f"  store: {year['bytes_per_row']:.2f} B/row x {days} x {rows_day / 1e6:.1f} M"
-                      f" x (1 + {rollup_share:.2f} rollups) = {store / 1e9:.1f} GB")
+        store_text = (f"  store: {year['bytes_per_row']:.2f} B/row x {days} x "
+                      f"{rows_day / 1e6:.1f} M x (1 + {rollup_share:.2f} rollups) = "
+                      f"{store / 1e9:.1f} GB")
     peak_next = year["next_day"]["peak_rss_bytes"] / MIB
     out += ["", f"extrapolation to {FULL_SCALE:,} lines a day ({days} days):",
             f"  stored rows a day: {big['stored_rows_per_day']:,} per {big['lines_per_day']:,} "

@@ -96,6 +96,13 @@ def replace_dir(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
+def commit_dir(staging: str, manifest_json: bytes, dst: str) -> None:
+    """Write ``manifest.json`` into the filled folder ``staging`` last, then put it at ``dst``:
+    a folder with a manifest is whole (the store's days and blocks are committed so)."""
+    atomic_write_bytes(os.path.join(staging, "manifest.json"), manifest_json)
+    replace_dir(staging, dst)
+
+
 def ensure_writable_folder(path: str, what: str = "output") -> None:
     """Create folder ``path`` if needed and check that files can be made in it; a problem is a
     :class:`UsageError` (a bad command line, exit 2) naming ``what`` the folder is for, found

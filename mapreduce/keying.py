@@ -40,7 +40,7 @@ import numpy as np
 import orjson
 
 from mapreduce import kernels
-from mapreduce.fsutil import atomic_write_bytes, make_temp_dir, replace_dir
+from mapreduce.fsutil import commit_dir, make_temp_dir
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
 from mapreduce.sortedruns import DEFAULT_BUDGET, KEY_COLUMN, Input, SortedRuns, Table
@@ -228,9 +228,7 @@ def _keys_folder(block_folder: str, block: dict[str, Any], folder: str) -> str:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                     raise
                 shutil.copyfile(source, target)
-        atomic_write_bytes(os.path.join(staging, "manifest.json"),
-                           orjson.dumps(block, option=orjson.OPT_INDENT_2))
-        replace_dir(staging, folder)
+        commit_dir(staging, orjson.dumps(block, option=orjson.OPT_INDENT_2), folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
@@ -274,9 +272,8 @@ def _key(spec: JobSpec, store: Any, manifests: dict[dt.date, dict[str, Any]],
             manifest.update(files=written[d], keyed={"folder": os.path.basename(folder)},
                             content=old.get("content", old["checksum"]))
             manifest["checksum"] = store.checksum(manifest)
-            atomic_write_bytes(os.path.join(staging[d], "manifest.json"),
-                               orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-            replace_dir(staging[d], store.day_dir(d))
+            commit_dir(staging[d], orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
+                       store.day_dir(d))
             manifests[d] = manifest
         return days
     finally:

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import orjson
 
-from mapreduce.fsutil import atomic_write_bytes, make_temp_dir, replace_dir
+from mapreduce.fsutil import commit_dir, make_temp_dir
 from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
 from mapreduce.sortedruns import DEFAULT_BUDGET, Input, SortedRuns, fold
@@ -223,9 +223,8 @@ class Rollups:
                             "partitions": self.store.partitions,
                             "members": self.members(span, manifests), "files": files}
                 manifest["checksum"] = _checksum(manifest)
-                atomic_write_bytes(os.path.join(staging[span], "manifest.json"),
-                                   orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-                replace_dir(staging[span], self.folder(span))
+                commit_dir(staging[span], orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
+                           self.folder(span))
                 done[span] = manifest
             return done
         finally:

@@ -28,7 +28,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from mapreduce import codec
-from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader
+from mapreduce.tablefile import BLOCK_ROWS, Damaged, TableReader, open_reader
 
 Table = dict[str, np.ndarray]
 #: a table to read: (path, crc32), or (path, crc32, block table's path, its crc32) when keyed
@@ -140,13 +140,10 @@ class _KeysStream:
         self.runs: list["_KeyedRun"] = []
         self.file: BinaryIO | None = None
         try:
-            self.file = open(path, "rb")
-            self.reader = TableReader(self.file, path, os.fstat(self.file.fileno()).st_size)
+            self.file, self.reader = open_reader(path)
         except FileNotFoundError:
-            self.close()
             raise codec.ChecksumError(f"{path}: missing (deleted from disk)") from None
         except Damaged as exc:
-            self.close()
             raise _damage(path, exc) from None
         self.starts = np.cumsum([0] + [b.rows for b in self.reader.blocks])
         self.names = list(self.reader.names)
@@ -221,14 +218,9 @@ class _KeyedRun(_Run):
         stream.runs.append(self)
 
     def _open(self) -> None:
-        f = open(self.path, "rb")
-        self.file = f
-        try:
-            reader = TableReader(f, self.path, os.fstat(f.fileno()).st_size)
-        except BaseException:
-            self.close()
-            raise
-        if reader.names[:1] != [KEY_COLUMN] or not reader.sorted or self.key != self.stream.names[0]:
+        self.file, reader = open_reader(self.path)
+        if (reader.names[:1] != [KEY_COLUMN] or not reader.sorted
+                or self.key != self.stream.names[0]):
             self.close()
             raise Damaged(f"not a table keyed by {self.stream.path}")
         self.reader = reader

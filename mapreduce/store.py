@@ -38,7 +38,7 @@ import orjson
 from mapreduce.compressed import plain_copy
 from mapreduce.errors import JobError
 from mapreduce.executors import Backend
-from mapreduce.fsutil import atomic_write_bytes, remove_stale_temps, replace_dir, make_temp_dir
+from mapreduce.fsutil import atomic_write_bytes, commit_dir, make_temp_dir, remove_stale_temps
 from mapreduce.job import JobSpec
 from mapreduce.runner import run_job
 from mapreduce.splits import DEFAULT_SPLIT_SIZE
@@ -304,9 +304,8 @@ class Store:
                 "peak_rss_bytes": report["peak_rss_bytes"],
             }
             manifest["checksum"] = _manifest_checksum(manifest)
-            atomic_write_bytes(os.path.join(staging, "manifest.json"),
-                               orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-            replace_dir(staging, self.day_dir(day))
+            commit_dir(staging, orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
+                       self.day_dir(day))
             return manifest
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -12,6 +12,7 @@ import orjson
 from jobs.generate import generate
 from jobs.top50 import KEYS, TopSongs
 from mapreduce.windowed import run_window_job
+from tests.jobs.test_rollups import FromScratch, _files
 from tests.oracle import reference_files
 
 
@@ -24,18 +25,9 @@ class KeyedBlocks(TopSongs):
     keyed_after = 2
 
 
-class FromScratch(TopSongs):
-    rollups = False
-
-
 FIRST_END = dt.date(2024, 3, 12)
 RUN = 12
 DAYS = 12
-
-
-def _files(out, job, end: dt.date) -> dict[str, bytes]:
-    names = job.output_names(end)
-    return {c: (out / names[c]).read_bytes() for c in ("country", "user")}
 
 
 def _manifests(store) -> dict[str, dict]:
