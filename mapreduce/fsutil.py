@@ -96,10 +96,15 @@ def replace_dir(src: str, dst: str) -> None:
         os.replace(src, dst)
 
 
-def commit_dir(staging: str, manifest_json: bytes, dst: str) -> None:
+def commit_dir(staging: str, manifest_json: bytes, dst: str, mtime_ns: int | None = None) -> None:
     """Write ``manifest.json`` into the filled folder ``staging`` last, then put it at ``dst``:
-    a folder with a manifest is whole (the store's days and blocks are committed so)."""
-    atomic_write_bytes(os.path.join(staging, "manifest.json"), manifest_json)
+    a folder with a manifest is whole (the store's days and blocks are committed so). Given
+    ``mtime_ns``, the manifest keeps that modification time (a day stored anew, not reduced
+    anew: the daemon takes a newer manifest for a day reduced again)."""
+    path = os.path.join(staging, "manifest.json")
+    atomic_write_bytes(path, manifest_json)
+    if mtime_ns is not None:
+        os.utime(path, ns=(mtime_ns, mtime_ns))
     replace_dir(staging, dst)
 
 

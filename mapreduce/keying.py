@@ -87,13 +87,18 @@ def run_keying(task: KeyingTask) -> KeyingResult:
         with SortedRuns([task.keys, *(ref for _, ref in task.days)],
                         job.group_column(task.channel), task.budget) as runs:
             base = 0
+            columns: list[str] = []
             for _, parts in runs.chunk_runs():
                 block: Table | None = None
                 for i, table in parts:
                     if i == 0:
+                        columns = list(table)
                         block = {n: _u64(table[n]) if table[n].dtype.kind == "u" else table[n]
                                  for n in names}
                         continue
+                    if list(table) != columns:  # decoding takes the keys from the block
+                        raise ValueError(f"{task.days[i - 1][1][0]}: columns {list(table)}, its "
+                                         f"block's {columns}")
                     if block is None:
                         raise ValueError(f"{task.days[i - 1][1][0]}: rows that its block "
                                          f"{task.keys[0]} does not hold")
@@ -272,8 +277,10 @@ def _key(spec: JobSpec, store: Any, manifests: dict[dt.date, dict[str, Any]],
             manifest.update(files=written[d], keyed={"folder": os.path.basename(folder)},
                             content=old.get("content", old["checksum"]))
             manifest["checksum"] = store.checksum(manifest)
+            # the day's content and reduction are those of its old manifest: its time stays
+            was = os.stat(os.path.join(store.day_dir(d), "manifest.json")).st_mtime_ns
             commit_dir(staging[d], orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
-                       store.day_dir(d))
+                       store.day_dir(d), mtime_ns=was)
             manifests[d] = manifest
         return days
     finally:
@@ -293,12 +300,15 @@ def remove_unused_keys(store: Any) -> list[str]:
     used = set()
     for day in store.stored_days():
         manifest = store.manifest(day)
-        if manifest is None:
-            path = os.path.join(store.day_dir(day), "manifest.json")
-            if os.path.exists(path):
-                return []  # a manifest we cannot read may name one: keep them all
+        if manifest is not None:
+            used.add(manifest.get("keyed", {}).get("folder"))
             continue
-        used.add(manifest.get("keyed", {}).get("folder"))
+        try:  # one we cannot believe may still name a folder: keep any it mentions
+            with open(os.path.join(store.day_dir(day), "manifest.json"), "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        used.update(n for n in folders if n.encode() in raw)
     removed = [n for n in folders if n not in used]
     for name in removed:
         shutil.rmtree(os.path.join(step, name), ignore_errors=True)

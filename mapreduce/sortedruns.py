@@ -145,6 +145,10 @@ class _KeysStream:
             raise codec.ChecksumError(f"{path}: missing (deleted from disk)") from None
         except Damaged as exc:
             raise _damage(path, exc) from None
+        if not (self.reader.rows and self.reader.sorted
+                and self.reader.dtypes[self.reader.names[0]].kind == "u"):
+            self.close()
+            raise _damage(path, Damaged("not a block's table (empty, or not sorted by its key)"))
         self.starts = np.cumsum([0] + [b.rows for b in self.reader.blocks])
         self.names = list(self.reader.names)
         self.keys: list[str] = []              # the columns held (set by the first keyed run)

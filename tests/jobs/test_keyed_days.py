@@ -42,14 +42,15 @@ def test_keyed_windows_equal_from_scratch_ones_day_after_day(tmp_path, backend):
              users=25, songs=30)
     keyed, scratch = tmp_path / "keyed", tmp_path / "scratch"
     missing = FIRST_END - dt.timedelta(days=2)
-    changed = FIRST_END - dt.timedelta(days=8)
+    changed = FIRST_END      # in the block of 03-11 .. 03-14, keyed from the 5th run on
     seen_keyed = set()
+    whole_mtimes: dict[str, int] = {}
     for i in range(RUN):
         end = FIRST_END + dt.timedelta(days=i)
         if i == 5:
             os.unlink(logs / f"listen-{missing:%Y%m%d}.log")
-        if i == 7:
-            assert f"day-{changed:%Y%m%d}" in seen_keyed  # a keyed day's log changes
+        if i == 7:  # a keyed day's log changes: its block is built again, its days keyed again
+            assert "keyed" in _manifests(keyed / "store")[f"day-{changed:%Y%m%d}"]
             with open(logs / f"listen-{changed:%Y%m%d}.log", "ab") as f:
                 f.write(b"5|5|FR\n" * 40 + b"7|9|DE\n")
         a = KeyedBlocks(days=DAYS, top=3)
@@ -62,6 +63,12 @@ def test_keyed_windows_equal_from_scratch_ones_day_after_day(tmp_path, backend):
             assert _files(keyed, a, end) == {"country": country.encode(), "user": user.encode()}
         manifests = _manifests(keyed / "store")
         now = {n for n, m in manifests.items() if "keyed" in m}
+        daily = keyed / "store" / "daily"
+        for name in now - seen_keyed:  # keyed, not reduced again: the daemon must not see it
+            if name in whole_mtimes and name != f"day-{changed:%Y%m%d}":
+                assert (daily / name / "manifest.json").stat().st_mtime_ns == whole_mtimes[name]
+        whole_mtimes = {n: (daily / n / "manifest.json").stat().st_mtime_ns
+                        for n, m in manifests.items() if "keyed" not in m}
         seen_keyed |= now
         folders = {n for n in os.listdir(keyed / "store" / "daily") if n.startswith("keys")}
         assert folders == {m["keyed"]["folder"] for m in manifests.values() if "keyed" in m}
