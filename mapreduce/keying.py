@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import logging
 import os
 import shutil
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,8 +43,6 @@ from mapreduce.job import JobSpec, load_job
 from mapreduce.memtune import release_free_memory
 from mapreduce.sortedruns import DEFAULT_BUDGET, KEY_COLUMN, Input, SortedRuns, Table
 from mapreduce.tablefile import TableWriter
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -258,13 +254,13 @@ def _key(spec: JobSpec, store: Any, manifests: dict[dt.date, dict[str, Any]],
                 tasks.append(KeyingTask(spec, channel, p, (os.path.join(folder, name),
                                                            meta["crc32"]), tuple(refs), budget))
         results = run_tasks(tasks)
+        day_of = {folder: d for d, folder in staging.items()}
         written: dict[dt.date, dict[str, Any]] = {d: {} for d in days}
         for task, result in zip(tasks, results):
             keys_crc = task.keys[1]
             for (path, _), table in zip(task.days, result.tables):
-                day = next(d for d in days if path.startswith(staging[d] + os.sep))
                 if table is not None:
-                    written[day][os.path.basename(path)] = {
+                    written[day_of[os.path.dirname(path)]][os.path.basename(path)] = {
                         "bytes": table.bytes, "crc32": table.crc32, "rows": table.rows,
                         "keys_crc32": keys_crc}
         for d in days:
@@ -296,6 +292,8 @@ def remove_unused_keys(store: Any) -> list[str]:
         folders = [n for n in os.listdir(step) if n.startswith("keys") and "-" in n
                    and not n.startswith(".")]
     except FileNotFoundError:
+        return []
+    if not folders:  # no manifest to read (this runs after every run of such a job)
         return []
     used = set()
     for day in store.stored_days():

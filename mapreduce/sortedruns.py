@@ -228,8 +228,7 @@ class _KeyedRun(_Run):
             self.close()
             raise Damaged(f"not a table keyed by {self.stream.path}")
         self.reader = reader
-        self.values = reader.names[1:]
-        keys = [n for n in self.stream.names if n not in self.values]
+        keys = [n for n in self.stream.names if n not in reader.names[1:]]
         if self.stream.keys and self.stream.keys != keys:
             self.close()
             raise Damaged(f"other value columns than another table keyed by {self.stream.path}")

@@ -279,10 +279,11 @@ def run_window_job(job: WindowJob, logs: str, out: str, backend: Backend, *,
             }
             summary_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
         samples = memory.samples
-        if job.rollups and job.row_keys and job.rollup_levels:
+        keyed = bool(job.rollups and job.row_keys and job.rollup_levels)
+        if keyed:
             _key_days(job, spec, days_cached, end, run)
         summary["removed"] = retention.apply(ops.retention, job, store_obj, out, end, days)
-        if job.rollups and job.row_keys:
+        if keyed:  # after retention: the days it removed may have been the last to use some
             from mapreduce.keying import remove_unused_keys
             remove_unused_keys(store_obj)
     if html_report:
