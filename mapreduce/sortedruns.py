@@ -124,6 +124,7 @@ class _Run:
         return {n: c[:cut] for n, c in table.items()}
 
     def close(self) -> None:
+        self.pending = []   # rows are let go of here, not when a cycle collection gets to them
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -208,6 +209,10 @@ class _KeysStream:
         self.held -= drop
 
     def close(self) -> None:
+        # the stream and its keyed runs refer to each other: without this, the buffer (up to
+        # a block table's rows of a country) stayed until the cycle collector ran, in the
+        # next task of the worker (measured: a 100-day task's peak 569 -> 399 MiB)
+        self.buffer, self.runs = {}, []
         if self.file is not None:
             self.file.close()
             self.file = None

@@ -3,6 +3,9 @@ into its block's table reads back as the day's own rows, streamed with the block
 any key ranges, with the block's rows no longer needed let go."""
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -65,6 +68,31 @@ def test_keyed_days_read_back_as_the_days_in_every_key_range(tmp_path):
             np.testing.assert_array_equal(back[n], day[n])
     # the block's rows are let go as the keyed days move past them
     assert most_held < len(block["group"]) / 2
+
+
+def test_closed_runs_let_go_of_their_rows_without_the_cycle_collector(tmp_path):
+    rng = np.random.default_rng(9)
+    days = [_day(rng, 600) for _ in range(3)]
+    block = _block(days)
+    _write(tmp_path / "block.tbl", block)
+    inputs = []
+    for i, day in enumerate(days):
+        _write(tmp_path / f"keyed{i}.tbl", {
+            KEY_COLUMN: match_rows(block, day, ("group", "song")).astype(np.uint64),
+            "count": day["count"]})
+        inputs.append((str(tmp_path / f"keyed{i}.tbl"), None, str(tmp_path / "block.tbl"), None))
+    gc.collect()
+    gc.disable()  # a worker's next task may run before the collector does
+    try:
+        with SortedRuns(inputs, "group", budget=200) as runs:
+            stream = weakref.ref(next(iter(runs.streams.values())))
+            for _, parts in runs.chunk_runs():
+                for _ in parts:
+                    break       # leaves rows read and not handed out in the runs
+        del runs, parts
+        assert stream() is None
+    finally:
+        gc.enable()
 
 
 def test_a_keyed_table_needs_its_block_table(tmp_path):
