@@ -7,7 +7,7 @@ Two styles share one runner:
   Keys and values are JSON values in transit (orjson): a tuple comes back as a list.
 * :class:`ArrayJob`, a bulk map: ``map_block`` gets many whole lines at once and returns numpy
   columns per named output ("channel"); ``combine`` folds tables; ``partition`` says which reducer
-  each row goes to. One Python call per 8 MiB instead of one per line is what makes tens of millions
+  each row goes to. One Python call per 2 MiB instead of one per line is what makes tens of millions
   of lines a day cheap.
 
 A job declares its parameters as :class:`Option` values; they reach every task, because what

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 DEFAULT_SPLIT_SIZE = 64 * 1024 * 1024
-DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
+#: a map task's unit of work: its bytes and the columns parsed from them stay within a core's
+#: L2 (4 MiB here); at 8 MiB two workers' map stages ran 0.3 s slower (8 interleaved pairs)
+DEFAULT_BLOCK_SIZE = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
