@@ -230,9 +230,10 @@ def run_long(data: str, *, rate: int, lengths: list[int], rates: list[int], rate
         rows.append(row)
     shutil.rmtree(work, ignore_errors=True)
     day_bytes = sum(s["bytes"] for s in stores.values())
-    rollup_bytes = sum(_rollup_bytes(os.path.join(data, "long", f"r{r}")) for r in stores)
-    return {"rollup_bytes_share": round(rollup_bytes / max(1, day_bytes), 3), "end": f"{END:%Y-%m-%d}", "workers": workers,
-            "stores": stores, "cases": rows}
+    rollup_bytes = sum(store_bytes(os.path.join(data, "long", f"r{r}"))["blocks"]
+                       for r in stores)
+    return {"rollup_bytes_share": round(rollup_bytes / max(1, day_bytes), 3),
+            "end": f"{END:%Y-%m-%d}", "workers": workers, "stores": stores, "cases": rows}
 
 
 def _same_outputs(a: str, b: str) -> None:
@@ -269,13 +270,3 @@ def store_bytes(root: str) -> dict[str, int]:
                 seen.add((st.st_dev, st.st_ino))
                 out[kind] += st.st_size
     return out
-
-
-def _rollup_bytes(root: str) -> int:
-    step = os.path.join(root, "store", "daily")
-    total = 0
-    for name in os.listdir(step):
-        if name.startswith("rollup"):
-            with open(os.path.join(step, name, "manifest.json"), "rb") as f:
-                total += sum(m["bytes"] for m in orjson.loads(f.read())["files"].values())
-    return total

@@ -210,8 +210,8 @@ class _KeysStream:
 
     def close(self) -> None:
         # the stream and its keyed runs refer to each other: without this, the buffer (up to
-        # a block table's rows of a country) stayed until the cycle collector ran, in the
-        # next task of the worker (measured: a 100-day task's peak 569 -> 399 MiB)
+        # a block table's rows of a country) stays until the cycle collector runs, which may
+        # be during the worker's next task
         self.buffer, self.runs = {}, []
         if self.file is not None:
             self.file.close()
